@@ -1,0 +1,30 @@
+#!/bin/bash
+# Install the Debian packages the build and the test tiers need, only those
+# missing.  Runs as root on a fresh Debian bookworm machine (CI, developer).
+set -euo pipefail
+PKGS=(
+  libxen-dev xen-utils-4.17 
+  libyajl-dev               
+  gcc make pkg-config python3-dev
+  iproute2 kmod             
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  case "$p" in \#*) continue;; esac
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all Debian packages present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: missing Debian packages (${missing[*]}) and not root; install them first" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# xen-utils' maintainer scripts complain that no hypervisor is present; that is expected here.
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,1 @@
+"""cli layer of xen-remus-compat (see docs/design.md)."""

@@ -1,0 +1,1 @@
+"""config layer of xen-remus-compat (see docs/design.md)."""

@@ -1,0 +1,1 @@
+"""devices layer of xen-remus-compat (see docs/design.md)."""

@@ -1,0 +1,1 @@
+"""legacy layer of xen-remus-compat (see docs/design.md)."""

@@ -1,0 +1,1 @@
+"""sources layer of xen-remus-compat (see docs/design.md)."""

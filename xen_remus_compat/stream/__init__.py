@@ -1,0 +1,1 @@
+"""stream layer of xen-remus-compat (see docs/design.md)."""

@@ -26,6 +26,7 @@ $(STAMPS)/venv: setup.cfg setup.py pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m xen_remus_compat._xenalias   # legacy import names (see docs/decisions.md)
 	@mkdir -p $(STAMPS) && touch $@
 
 native:

@@ -1,1 +1,57 @@
-"""sources layer of xen-remus-compat (see docs/design.md)."""
+"""Domain sources: ``open_domain(ref, source="auto")`` (see ``base.py``)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from .. import errors
+from ..log import logger
+from .base import DomainRecord, classify_ref, resolve  # noqa: F401
+
+SOURCES = ("auto", "libxl", "xl", "xend", "files")
+
+
+def get_source(name: str = "auto", **options: Any):
+    """Build a source by name; ``auto`` follows the documented order."""
+    if name == "libxl":
+        from .libxl import LibxlSource
+        return LibxlSource(options.get("library"))
+    if name == "xl":
+        from .xlcli import XlSource
+        return XlSource(options.get("xl"))
+    if name == "xend":
+        from .xend import XendSource
+        return XendSource(options.get("url"))
+    if name == "files":
+        from .files import FilesSource
+        paths = options.get("paths") or []
+        if not paths:
+            raise errors.InputError("the files source needs at least one path")
+        return FilesSource(paths)
+    if name != "auto":
+        raise errors.InputError(f"unknown domain source {name!r} "
+                                f"(choose from {', '.join(SOURCES)})")
+    return _auto(**options)
+
+
+def _auto(**options: Any):
+    from .xend import DEFAULT_URL, XendSource
+    url = options.get("url") or os.environ.get("XM_SERVER") or DEFAULT_URL
+    if url.startswith("httpu://") and os.path.exists(url[len("httpu://"):]):
+        logger.debug("source auto: xend socket present, using xend")
+        return XendSource(url)
+    try:
+        from .libxl import Context, LibxlSource
+        Context(options.get("library")).close()
+        logger.debug("source auto: libxenlight context opened, using libxl")
+        return LibxlSource(options.get("library"))
+    except errors.CompatError as e:
+        logger.debug("source auto: libxl unusable (%s); trying xl", e)
+    from .xlcli import XlSource, find_xl
+    return XlSource(find_xl())
+
+
+def open_domain(ref: Any, source: str = "auto", **options: Any) -> DomainRecord:
+    """Look up a domain by name, domid or UUID in the chosen source."""
+    classify_ref(ref)   # validate early, with a clear message
+    return get_source(source, **options).open_domain(ref)

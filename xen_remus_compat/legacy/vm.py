@@ -1,0 +1,203 @@
+"""``xen.remus.vm`` (legacy-api.md section 3): domain lookup and parsing.
+
+The lookup goes through :mod:`xen_remus_compat.sources` (libxl, ``xl list
+-l``, xend XML-RPC or recorded files) instead of xend alone; the result is
+shown to legacy code in the old shape: ``dom`` is ``parsedominfo`` of the
+runtime sxpr, ``dominfo`` that sxpr (ints as ints, as XML-RPC delivered).
+
+Module settings (not in the legacy module, defaults from the environment):
+
+* ``SOURCE`` - ``XEN_REMUS_COMPAT_SOURCE`` or ``"auto"``;
+* ``SOURCE_OPTIONS`` - passed to :func:`sources.get_source`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional
+
+from .. import errors, sxp
+from .. import sources as _sources
+from . import blkdev, vif
+from . import vbd  # noqa: F401  (registers the phy: handler, as the legacy import did)
+
+SOURCE = os.environ.get("XEN_REMUS_COMPAT_SOURCE", "auto")
+SOURCE_OPTIONS: Dict[str, Any] = {}
+
+
+class VMException(Exception):
+    pass
+
+
+class VM(object):
+    "Representation of a virtual machine"
+
+    def __init__(self, domid=None, dominfo=None):
+        self.dominfo = dominfo
+        self.domid = -1
+        self.name = "unknown"
+        self.dom = {}
+        self.disks = []
+        self.vifs = []
+        self.record = None
+
+        if domid:
+            try:
+                self.record = _sources.open_domain(domid, SOURCE, **SOURCE_OPTIONS)
+            except errors.CompatError as e:
+                raise VMException("error looking up domain %s: %s" % (domid, e)) from e
+            self.dominfo = record_to_dominfo(self.record)
+
+        if self.dominfo:
+            self.loaddominfo()
+
+    def loaddominfo(self):
+        self.dom = parsedominfo(self.dominfo)
+        self.domid = self.dom["domid"]
+        self.name = self.dom["name"]
+        self.disks = getdisks(self.dom)
+        self.vifs = getvifs(self.dom)
+
+    def __str__(self):
+        return "VM %d (%s), vifs: [%s], disks: [%s]" % \
+            (self.domid, self.name,
+             ", ".join([str(v) for v in self.vifs]),
+             ", ".join([str(d) for d in self.disks]))
+
+
+def record_to_dominfo(record) -> list:
+    """The runtime sxpr legacy code expects, from any source's record."""
+    if record.sxpr is not None and record.source == "xend":
+        return record.sxpr
+    from ..config import sxpr as sxprmod
+    dom = record.domain
+    if record.domid is not None:
+        dom.domid = record.domid
+    return sxprmod.domain_to_sxpr(dom, form="runtime")
+
+
+def parsedominfo(dominfo):
+    "parses a dominfo sexpression in the form of python lists of lists"
+    def s2d(s):
+        r = {}
+        for elem in s:
+            if len(elem) == 0:
+                continue
+            name = elem[0]
+            if len(elem) == 1:
+                val = None
+            else:
+                val = elem[1]
+            if isinstance(val, list):
+                val = s2d(elem[1:])
+            if isinstance(name, list):
+                # hack for ['cpus', [[1]]]
+                return s2d(elem)
+            if name in r:
+                for k, v in val.items():
+                    if k in r[name]:
+                        if not isinstance(r[name][k], list):
+                            r[name][k] = [r[name][k]]
+                        r[name][k].append(v)
+                    else:
+                        r[name][k] = v
+            else:
+                r[name] = val
+        return r
+
+    return s2d(dominfo[1:])
+
+
+def domtosxpr(dom):
+    "convert a dominfo into a python sxpr"
+    def d2s(d):
+        r = []
+        for k, v in d.items():
+            elem = [k]
+            if isinstance(v, dict):
+                elem.extend(d2s(v))
+            else:
+                if v is None:
+                    v = ""
+                elem.append(v)
+            r.append(elem)
+        return r
+
+    sxpr = ["domain"]
+    sxpr.extend(d2s(dom))
+    return sxpr
+
+
+def strtosxpr(s):
+    "convert a string to a python sxpr"
+    p = sxp.Parser()
+    p.input(s)
+    return p.get_val()
+
+
+def sxprtostr(sxpr):
+    "convert an sxpr to string"
+    return sxp.to_string(sxpr)
+
+
+def getvifs(dom):
+    "return vif objects for devices in dom"
+    vifs = dom["device"].get("vif", [])
+    if type(vifs) != list:
+        vifs = [vifs]
+    vifno = 0
+    parsed = []
+    for props in vifs:
+        parsed.append(vif.parse(props, dom["domid"], vifno))
+        vifno += 1
+    return parsed
+
+
+def getdisks(dom):
+    "return block device objects for devices in dom"
+    disks = dom["device"].get("vbd", [])
+    if type(disks) != list:
+        disks = [disks]
+
+    # tapdisk1 devices
+    tapdisks = dom["device"].get("tap", [])
+    if type(tapdisks) != list:
+        disks.append(tapdisks)
+    else:
+        disks.extend(tapdisks)
+
+    # tapdisk2 devices
+    tapdisks = dom["device"].get("tap2", [])
+    if type(tapdisks) != list:
+        disks.append(tapdisks)
+    else:
+        disks.extend(tapdisks)
+
+    return [blkdev.parse(props) for props in disks]
+
+
+def fromxend(domid):
+    "create a VM object from xend information"
+    return VM(domid)
+
+
+def getshadowmem(vm, host=None):
+    """Balloon dom0 down so the domain has room for shadow mode (KiB).
+
+    ``host`` supplies ``free_kib()``, ``dom0_current_kib()`` and
+    ``set_dom0_target_mib(mib)``; the default talks to the xl host
+    (:class:`xen_remus_compat.hostmem.XlHostMemory`).
+    """
+    from .. import hostmem
+    host = host or hostmem.default()
+    dom = vm.dom
+    vcpus = int(dom["vcpus"])
+    maxmem = int(dom["maxmem"])
+    shadow = int(dom.get("shadow_memory", 0) or 0)
+    needed_shadow = vcpus * 1024 + maxmem * 4 - shadow * 1024
+    free = host.free_kib()
+    needed = needed_shadow - free
+    if needed > 0:
+        print("Freeing %d kB for shadow mode" % needed)
+        current = host.dom0_current_kib()
+        target = (current - needed) // 1024
+        host.set_dom0_target_mib(target)

@@ -5,7 +5,8 @@
  * file answers the few libxenctrl/libxenstore calls that xl's parsers need
  * with the facts of a small, empty, imaginary host: Xen 4.17, one NUMA
  * node, four CPUs, PV and HVM capable, no domains at all.  Every other
- * function libxenlight imports from those two libraries is defined in
+ * function libxenlight imports from libxenctrl, libxenguest and
+ * libxenstore is defined in
  * xlstub_deny.c and fails; nothing here ever reports that a domain exists.
  *
  * Why the handles are dummies: the real xc_interface_open() needs
@@ -14,6 +15,7 @@
  * which is why the deny list must cover every import (checked by
  * check-imports.sh at build time).
  */
+#define _GNU_SOURCE             /* program_invocation_short_name */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,11 +41,29 @@
 static unsigned char dummy_xc_handle[64];
 static unsigned char dummy_xs_handle[64];
 
+/*
+ * Only xl itself gets a handle.  LD_PRELOAD is inherited by whatever xl
+ * would spawn (libxl-save-helper, hotplug scripts and their xenstore
+ * tools); those link libxenctrl/libxenguest directly and would hand the
+ * dummy to real functions this stub does not cover.  For them the open
+ * fails as it would on a host without Xen.
+ */
+static int handle_allowed(const char *function)
+{
+    if (strcmp(program_invocation_short_name, "xl") == 0)
+        return 1;
+    xlstub_trace(function, "refused: not xl");
+    errno = ENOSYS;
+    return 0;
+}
+
 xc_interface *xc_interface_open(xentoollog_logger *logger,
                                 xentoollog_logger *dombuild_logger,
                                 unsigned open_flags)
 {
     (void)logger; (void)dombuild_logger; (void)open_flags;
+    if (!handle_allowed("xc_interface_open"))
+        return NULL;
     xlstub_trace("xc_interface_open", "dummy handle");
     return (xc_interface *)dummy_xc_handle;
 }
@@ -57,6 +77,8 @@ int xc_interface_close(xc_interface *xch)
 struct xs_handle *xs_open(unsigned long flags)
 {
     (void)flags;
+    if (!handle_allowed("xs_open"))
+        return NULL;
     xlstub_trace("xs_open", "dummy handle");
     return (struct xs_handle *)dummy_xs_handle;
 }

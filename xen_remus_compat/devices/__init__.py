@@ -1,1 +1,1 @@
-"""devices layer of xen-remus-compat (see docs/design.md)."""
+"""Output-commit devices: network buffering, DRBD and block-remus disks."""

@@ -1,0 +1,117 @@
+/*
+ * simxen: a simulated Xen for hosts without a hypervisor.
+ *
+ * One simulated x86 PV domain lives inside the process that loads the
+ * stand-in libraries (libxenctrl, libxenguest, libxenstore, libxenevtchn,
+ * each with its real SONAME and symbol version).  This header is the
+ * interface between those stand-ins and the shared core (libsimxen.so.0).
+ *
+ * The domain is configured from SIMXEN_* environment variables (see
+ * docs/decisions.d/trampoline.md and xen_remus_compat/simxen.py).  It
+ * records its run state and, per checkpoint, its page-version vector under
+ * SIMXEN_STATE_DIR so that a verifier can rebuild the primary's memory.
+ *
+ * Page contents follow the contract of xen_remus_compat/stream/simpage.py:
+ * page(pfn, version) = pfn (LE u64), version (LE u64), then bytes 16..4095
+ * of bytes(range(256)) rotated left by (pfn*7+version) & 0xff, repeated.
+ */
+#ifndef SIMXEN_H
+#define SIMXEN_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include <xentoollog.h>
+
+#define SIMXEN_PAGE_SIZE 4096u
+#define SIMXEN_DOM0 0u
+/* The guest's end of the suspend event channel (xenstore device/suspend). */
+#define SIMXEN_SUSPEND_REMOTE_PORT 7
+
+enum simxen_type { SIMXEN_PV, SIMXEN_HVM, SIMXEN_PVHVM };
+enum simxen_pattern { SIMXEN_RANDOM, SIMXEN_SEQUENTIAL, SIMXEN_HOTSPOT };
+enum simxen_fault {
+    SIMXEN_FAULT_OPEN,      /* xc_interface_open fails (EACCES)            */
+    SIMXEN_FAULT_SUSPEND,   /* the guest ignores the N-th suspend request  */
+    SIMXEN_FAULT_WRITE,     /* writing the stream fails (EIO) in epoch N   */
+    SIMXEN_FAULT_RESUME,    /* resuming after the N-th suspension fails once */
+    SIMXEN_FAULT_COUNT
+};
+
+struct simxen_config {
+    uint32_t domid;
+    char name[64];
+    uint64_t pages;
+    unsigned int vcpus;
+    double dirty_rate;              /* pages dirtied per ms of run time */
+    enum simxen_pattern pattern;
+    uint64_t seed;
+    char state_dir[1024];           /* "" = record nothing */
+    int suspend_evtchn;             /* 1: offer the suspend event channel */
+    enum simxen_type type;
+    unsigned int keep;              /* version vectors kept (0 = all) */
+};
+
+/* What the stand-in libraries see of xc_interface. */
+struct xc_interface_core {
+    uint32_t magic;
+    xentoollog_logger *logger;
+};
+#define SIMXEN_XCH_MAGIC 0x53584348u
+
+/* Start-up: parse the environment once; -1 with errno if simxen refuses. */
+int simxen_init(void);
+const struct simxen_config *simxen_config(void);
+
+/* One big lock around the simulated machine. */
+void simxen_lock(void);
+void simxen_unlock(void);
+
+/* Fault injection: is there a fault of @kind for @n?  Consumed once. */
+int simxen_fault(enum simxen_fault kind, uint64_t n);
+
+/* Domain model (call with the lock held unless stated). */
+int simxen_domain_exists(uint32_t domid);
+int simxen_is_suspended(void);
+uint64_t simxen_suspend_count(void);       /* successful suspensions so far */
+uint64_t simxen_now_ns(void);              /* CLOCK_MONOTONIC */
+void simxen_advance(void);                 /* dirty pages for elapsed run time */
+const uint64_t *simxen_versions(void);
+/* Copy the dirty bitmap to @dst (may be NULL) and clear it; returns the
+ * number of dirty pages.  @all marks every page dirty first. */
+uint64_t simxen_take_dirty(uint64_t *dst, int all);
+/* Guest-side reactions.  request_suspend: 0 done, -1 ignored (fault). */
+int simxen_request_suspend(const char *how);
+int simxen_resume(int fast);                /* -1 + errno on failure */
+/* Record a checkpoint's version vector; returns 0 or -1 + errno. */
+int simxen_record_checkpoint(uint64_t save, uint64_t n, uint64_t pages_sent);
+uint64_t simxen_new_save(void);
+
+/* Xenstore (lock held).  Values are NUL-terminated strings. */
+const char *simxen_xs_get(const char *path);
+int simxen_xs_set(const char *path, const char *value);
+void simxen_xs_fire(const char *path);     /* fire watches on @path */
+
+/* Event channels: a guest-side notification for a bound local port. */
+struct simxen_evtchn_sink {
+    void (*deliver)(struct simxen_evtchn_sink *sink, uint32_t local_port);
+    struct simxen_evtchn_sink *next;
+    uint32_t local_port;            /* bound to the suspend channel */
+};
+void simxen_evtchn_subscribe(struct simxen_evtchn_sink *sink);
+void simxen_evtchn_unsubscribe(struct simxen_evtchn_sink *sink);
+
+/* Watches: every handle registers a sink; fire() calls matching ones. */
+struct simxen_watch_sink {
+    void (*fire)(struct simxen_watch_sink *sink, const char *path);
+    struct simxen_watch_sink *next;
+};
+void simxen_watch_subscribe(struct simxen_watch_sink *sink);
+void simxen_watch_unsubscribe(struct simxen_watch_sink *sink);
+
+/* Logging through the caller's xentoollog logger (or stderr). */
+void simxen_log(xentoollog_logger *lg, xentoollog_level level, int errnoval,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -47,11 +47,11 @@ def makeheader(dominfo):
     return b"".join(_bytes(i) for i in items)
 
 
-def parseheader(header):
+def parseheader(header_text):
     "parses a header sxpr and returns a parsed dominfo dict"
-    if isinstance(header, bytes):
-        header = header.decode("latin-1")
-    return vm.parsedominfo(vm.strtosxpr(header))
+    if isinstance(header_text, bytes):
+        header_text = header_text.decode("latin-1")
+    return vm.parsedominfo(vm.strtosxpr(header_text))
 
 
 def makexlheader(config_json: str) -> bytes:

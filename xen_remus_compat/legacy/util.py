@@ -67,13 +67,16 @@ def checkpid(pid: int) -> bool:
         return False
 
 
-def runcmd(args: Union[str, Sequence[str]], cwd: Optional[str] = None,
-           run=None) -> str:
+#: the command runner (injectable: tests replace it)
+RUNNER = None
+
+
+def runcmd(args: Union[str, Sequence[str]], cwd: Optional[str] = None) -> str:
     """Run a command and return its stdout; failures raise PipeException."""
     if isinstance(args, str):
         args = args.split(" ")
     args = list(args)
-    run = run or _runner.run
+    run = RUNNER or _runner.run
     try:
         res = run(args, cwd=cwd)
     except OSError as e:
@@ -87,9 +90,9 @@ def runcmd(args: Union[str, Sequence[str]], cwd: Optional[str] = None,
     return res.stdout
 
 
-def modprobe(modname: str, run=None) -> bool:
+def modprobe(modname: str) -> bool:
     try:
-        runcmd(["modprobe", "-q", modname], run=run)
+        runcmd(["modprobe", "-q", modname])
         return True
     except PipeException:
         return False

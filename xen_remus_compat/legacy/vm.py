@@ -180,15 +180,16 @@ def fromxend(domid):
     return VM(domid)
 
 
-def getshadowmem(vm, host=None):
-    """Balloon dom0 down so the domain has room for shadow mode (KiB).
+#: host memory access for getshadowmem: an object with ``free_kib()``,
+#: ``dom0_current_kib()`` and ``set_dom0_target_mib(mib)``; None means the
+#: xl host (:class:`xen_remus_compat.hostmem.XlHostMemory`).
+HOSTMEM = None
 
-    ``host`` supplies ``free_kib()``, ``dom0_current_kib()`` and
-    ``set_dom0_target_mib(mib)``; the default talks to the xl host
-    (:class:`xen_remus_compat.hostmem.XlHostMemory`).
-    """
+
+def getshadowmem(vm):
+    """Balloon dom0 down so the domain has room for shadow mode (KiB)."""
     from .. import hostmem
-    host = host or hostmem.default()
+    host = HOSTMEM or hostmem.default()
     dom = vm.dom
     vcpus = int(dom["vcpus"])
     maxmem = int(dom["maxmem"])

@@ -57,7 +57,7 @@ def parseheader(header_text):
 def makexlheader(config_json: str) -> bytes:
     """The xl save-file header (magic, flags, JSON config) for ``config_json``."""
     from ..stream import xl as xlstream
-    return xlstream.make_header(config_json)
+    return xlstream.pack_header(config_json)
 
 
 def parsexlheader(fd):

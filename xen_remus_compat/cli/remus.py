@@ -1,0 +1,340 @@
+"""``remus``: the legacy command (legacy-api.md section 1) on an xl host.
+
+Options, defaults, messages, ``PROF:`` lines, stdin fault commands and exit
+statuses are the legacy ones; the stream is what ``xl remus`` sends, to a
+stock ``xl migrate-receive -r``:
+
+* default: ``ssh DEST xl migrate-receive -r`` (``-s CMD`` to change it);
+* ``-p PORT``: TCP to ``remus-receiver`` on DEST (the legacy relocation-port path);
+* ``--blackhole``: ``/dev/null``.
+
+Intended behaviour where the legacy one was accidental (section 1.5):
+Ctrl-C and SIGTERM uninstall the buffers, leave the guest running and exit 0
+(SIGTERM printing ``*** signalled ***``); stdin at EOF does not print
+``unknown command:`` every epoch.
+"""
+from __future__ import annotations
+
+import optparse
+import os
+import select
+import signal
+import sys
+import time
+from typing import List, Optional
+
+from .. import errors, quirks
+from ..log import logger
+
+REMUS_FLAGS_COMPRESSION = 1
+FAULT_COMMANDS = ("s", "s2", "r", "r2", "c", "c2")
+
+
+class CfgException(Exception):
+    pass
+
+
+class SignalException(Exception):
+    def __init__(self, signo):
+        super().__init__(signo)
+        self.signo = signo
+
+
+class FaultInjected(Exception):
+    """A stdin fault command destroyed the domain (``die()``)."""
+
+
+class Cfg(object):
+    REMUS_FLAGS_COMPRESSION = REMUS_FLAGS_COMPRESSION
+
+    def __init__(self, argv: Optional[List[str]] = None) -> None:
+        self.domid = 0
+        self.host = "localhost"
+        self.nullremus = False
+        self.port = None
+        self.interval = 200
+        self.netbuffer = True
+        self.nodisk = False
+        self.flags = REMUS_FLAGS_COMPRESSION
+        self.timer = False
+        self.ssh = None
+        self.sim = False
+        self.source = None
+        self.nowait = False
+
+        parser = optparse.OptionParser(prog="remus")
+        parser.usage = "%prog [options] domain [destination]"
+        parser.add_option("-i", "--interval", dest="interval", type="int",
+                          metavar="MS", help="checkpoint every MS milliseconds")
+        parser.add_option("-p", "--port", dest="port", type="int",
+                          help="send stream to port PORT (remus-receiver on the "
+                               "backup; default: ssh to xl migrate-receive -r)",
+                          metavar="PORT")
+        parser.add_option("", "--blackhole", dest="nullremus", action="store_true",
+                          help="replicate to /dev/null (no disk checkpoints, only "
+                               "memory & net buffering)")
+        parser.add_option("", "--no-net", dest="nonet", action="store_true",
+                          help="run without net buffering (benchmark option)")
+        parser.add_option("", "--no-compression", dest="nocompress",
+                          action="store_true",
+                          help="run without checkpoint compression (accepted; "
+                               "a no-op with Xen 4.17's stream v2)")
+        parser.add_option("", "--timer", dest="timer", action="store_true",
+                          help="force pause at checkpoint interval (experimental)")
+        parser.add_option("-s", "--ssh", dest="ssh", metavar="CMD",
+                          help="reach the backup by running 'CMD DEST xl "
+                               "migrate-receive -r' (as xl remus -s; default "
+                               "ssh; '' makes DEST the whole command)")
+        parser.add_option("", "--no-disk", dest="nodisk", action="store_true",
+                          help="run without disk replication (as xl remus -d)")
+        parser.add_option("-e", "", dest="nowait", action="store_true",
+                          help="pass -e to xl migrate-receive on the backup "
+                               "(do not wait in the background for the domain's death)")
+        parser.add_option("", "--sim", dest="sim", action="store_true",
+                          help="protect a simulated guest (lowlevel/simxen) "
+                               "instead of a real domain")
+        parser.add_option("", "--source", dest="source", metavar="NAME",
+                          help="domain source: auto, libxl, xl, xend, files")
+        parser.add_option("-v", "--debug", dest="debug", action="store_true",
+                          help="log debugging information to stderr")
+        self.parser = parser
+
+    def usage(self):
+        self.parser.print_help()
+
+    def getargs(self, argv: Optional[List[str]] = None):
+        opts, args = self.parser.parse_args(argv)
+        if opts.interval:
+            self.interval = opts.interval
+        if opts.port:
+            self.port = opts.port
+        if opts.nullremus:
+            self.nullremus = True
+        if opts.nonet:
+            self.netbuffer = False
+        if opts.nocompress:
+            self.flags &= ~REMUS_FLAGS_COMPRESSION
+        if opts.timer:
+            self.timer = True
+        if opts.ssh is not None:
+            self.ssh = opts.ssh
+        if opts.nodisk:
+            self.nodisk = True
+        if opts.nowait:
+            self.nowait = True
+        self.sim = bool(opts.sim)
+        self.source = opts.source
+        self.debug = bool(opts.debug)
+        if not args:
+            raise CfgException("Missing domain")
+        self.domid = args[0]
+        if len(args) > 1:
+            self.host = args[1]
+
+
+class Faults:
+    """The stdin fault commands (section 1.4): sticky, read once per epoch."""
+
+    def __init__(self, stdin=None, die=None) -> None:
+        self.stdin = stdin if stdin is not None else sys.stdin
+        self.cmd: Optional[str] = None
+        self.die = die
+        self.at_eof = False
+
+    def poll(self) -> None:
+        if self.at_eof or self.stdin is None or self.stdin.closed:
+            return
+        try:
+            r, _, _ = select.select([self.stdin], [], [], 0)
+        except (ValueError, OSError):
+            self.at_eof = True
+            return
+        if not r:
+            return
+        line = self.stdin.readline()
+        if line == "":
+            if not quirks.get().stdin_eof_spam:
+                self.at_eof = True
+                return
+        cmd = line.strip()
+        if cmd not in FAULT_COMMANDS:
+            print("unknown command: %s" % cmd)
+        self.cmd = cmd
+
+    def fire(self, point: str) -> None:
+        if self.cmd == point and self.die:
+            self.die()
+
+
+def _prof(what: str) -> None:
+    sys.stderr.write("PROF: %s at %0.6f\n" % (what, time.time()))
+    sys.stderr.flush()
+
+
+def run(cfg: Cfg) -> int:
+    """The legacy ``run(cfg)`` (section 1.2) on the xl engine."""
+    from ..legacy import device, save, vm
+    from .. import transport as tp
+
+    closure = {"starttime": 0.0}
+
+    def sigexception(signo, frame):
+        raise SignalException(signo)
+
+    old_term = signal.signal(signal.SIGTERM, sigexception)
+
+    try:
+        dom = vm.VM(cfg.domid)
+    except vm.VMException as e:
+        print(str(e))
+        return 1
+
+    bufs = []
+    sink = None
+    rc = 0
+
+    def die():
+        print("dying...")
+        for buf in bufs:
+            try:
+                buf.uninstall()
+            except Exception as e:
+                logger.warning("uninstall during die(): %s", e)
+        destroy_domain(dom, cfg)
+        raise FaultInjected("fault command %r: domain %s destroyed" % (faults.cmd, dom.domid))
+
+    faults = Faults(die=die)
+
+    def postsuspend():
+        if not cfg.timer:
+            closure["starttime"] = time.time()
+        faults.fire("s")
+        for buf in bufs:
+            buf.postsuspend()
+        faults.fire("s2")
+
+    def preresume():
+        faults.fire("r")
+        for buf in bufs:
+            buf.preresume()
+        faults.fire("r2")
+
+    def commit():
+        faults.fire("c")
+        _prof("flushed memory")
+        for buf in bufs:
+            buf.commit()
+        faults.fire("c2")
+        faults.poll()
+        if not cfg.timer:
+            elapsed = (time.time() - closure["starttime"]) * 1000
+            if elapsed < cfg.interval:
+                time.sleep((cfg.interval - elapsed) / 1000.0)
+        return True
+
+    try:
+        # disks first, then NICs: network output is released only after
+        # every disk of the epoch has acknowledged (section 1.2 step 3)
+        if not cfg.nullremus and not cfg.nodisk:
+            for disk in dom.disks:
+                try:
+                    bufs.append(device.ReplicatedDisk(disk))
+                except device.ReplicatedDiskException as e:
+                    print(str(e))
+                    continue
+        if cfg.netbuffer:
+            for v in dom.vifs:
+                bufs.append(device.BufferedNIC(v))
+
+        if cfg.nullremus:
+            sink = save.NullSocket((cfg.host, cfg.port))
+        elif cfg.port:
+            sink = tp.TcpTransport(cfg.host, cfg.port)
+            sink.connect()
+        else:
+            argv = list(tp.RECEIVER_ARGV) + (["-e"] if cfg.nowait else [])
+            sink = tp.SshTransport(cfg.host, cfg.ssh, receiver_argv=argv)
+            sink.connect()
+
+        interval = cfg.interval if cfg.timer else 0
+        saver = save.Saver(cfg.domid, sink, postsuspend, preresume, commit,
+                           interval, cfg.flags)
+        try:
+            saver.start()
+        except save.CheckpointError as e:
+            print(str(e))
+            rc = 1
+        except KeyboardInterrupt:
+            pass
+        except SignalException:
+            print("*** signalled ***")
+        except FaultInjected as e:
+            print(str(e))
+            rc = 1
+    except (tp.TransportError, errors.CompatError) as e:
+        print(f"remus: {e}", file=sys.stderr)
+        rc = 1
+    except device.BufferedNICException as e:
+        print(f"remus: {e}", file=sys.stderr)
+        rc = 1
+    except KeyboardInterrupt:
+        pass
+    except SignalException:
+        print("*** signalled ***")
+    finally:
+        for buf in bufs:
+            try:
+                buf.uninstall()
+            except Exception as e:
+                logger.warning("uninstalling %s: %s", buf, e)
+        if sink is not None:
+            try:
+                sink.close()
+            except Exception:
+                pass
+        signal.signal(signal.SIGTERM, old_term)
+    return rc
+
+
+def destroy_domain(dom, cfg: Cfg) -> None:
+    """``xl destroy`` (the legacy ``sudo xm destroy``), or the simulated one."""
+    if cfg.sim:
+        from .. import simxen
+        simxen.destroy(dom.domid)
+        return
+    from ..sources.xlcli import _run_xl, find_xl
+    _run_xl([find_xl(), "destroy", str(dom.domid)])
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = Cfg()
+    try:
+        cfg.getargs(argv)
+    except CfgException as inst:
+        print(str(inst))
+        cfg.usage()
+        return 1
+    if cfg.debug:
+        import logging
+        logging.basicConfig(level=logging.DEBUG,
+                            format="remus: %(levelname)s: %(message)s")
+    if cfg.sim:
+        from .. import simxen
+        reexec = simxen.reexec_if_needed(["-m", "xen_remus_compat.cli.remus"] + argv)
+        if reexec is not None:
+            return reexec
+        from ..legacy import vm
+        vm.SOURCE = "sim"
+    elif cfg.source:
+        from ..legacy import vm
+        vm.SOURCE = cfg.source
+    try:
+        return run(cfg)
+    except errors.CompatError as e:
+        print(f"remus: {e}", file=sys.stderr)
+        return e.exit_status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

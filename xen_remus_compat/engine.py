@@ -1,0 +1,202 @@
+"""The checkpoint loop: what ``xl remus`` sends, with the legacy Python hooks.
+
+``run_saver`` is ``xen.remus.save.Saver.start``.  It frames the stream
+exactly as xl does (xl-side.md section 3.5) around the libxc stream that the
+C trampoline (``xen.lowlevel.checkpoint``) has libxenguest write into the
+same fd:
+
+1. wait for the receiver's banner (when the fd comes from a transport that
+   has one and has not consumed it yet);
+2. the xl header with the domain's libxl JSON (``c_info.domid`` dropped, as
+   ``xl remus`` sends it), unless blackhole;
+3. the libxl v2 header and ``LIBXC_CONTEXT``;
+4. ``checkpointer.start``: libxc writes its records; after each libxc
+   ``CHECKPOINT`` our checkpoint callback writes libxl's ``CHECKPOINT_END``
+   *before* the user's commit hooks run, so the backup can apply the epoch
+   while the hooks (disk acks, network release) proceed.
+
+Page data is never copied through Python: only these few framing bytes are.
+
+Callbacks follow legacy-api.md section 10.4: no arguments; ``None`` or
+truthy means continue.  An exception in a callback stops checkpointing and
+is re-raised from ``start()`` after the guest has been resumed.  Statistics
+(pause time, our Python time per checkpoint) are kept in :class:`Stats`.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional
+
+from . import errors
+from .log import logger
+from .stream import writer as sw
+
+
+@dataclass
+class Stats:
+    checkpoints: int = 0
+    suspended_at: float = 0.0
+    pauses: List[float] = field(default_factory=list)      # seconds, suspend -> resume
+    python_time: List[float] = field(default_factory=list)  # seconds of our Python per epoch
+    _epoch_python: float = 0.0
+    _resumed_at: float = 0.0
+
+    def add_python(self, seconds: float) -> None:
+        self._epoch_python += seconds
+
+
+def libxl_config_for(vm) -> dict:
+    """The libxl_domain_config xl would send for ``vm`` (a legacy VM)."""
+    record = getattr(vm, "record", None)
+    if record is not None and record.libxl_config is not None:
+        cfg = dict(record.libxl_config)
+    else:
+        from .config import libxl_json
+        if record is not None:
+            dom = record.domain
+        else:
+            from .config import sxpr as sxprmod
+            dom = sxprmod.domain_from_sxpr(vm.dominfo, source=f"domain {vm.domid}")
+        cfg = libxl_json.domain_to_libxl(dom)
+    c_info = dict(cfg.get("c_info", {}))
+    c_info.pop("domid", None)           # xl remus sends domid 0 (omitted)
+    cfg["c_info"] = c_info
+    return cfg
+
+
+def _fileno(fd: Any) -> int:
+    if isinstance(fd, int):
+        return fd
+    return fd.fileno()
+
+
+def _stream_mode(fd: Any) -> str:
+    """``blackhole`` | ``banner`` (banner still to read) | ``ready``."""
+    from .legacy import save as legacy_save
+    from .transport import BlackholeTransport, Transport
+    if isinstance(fd, legacy_save.NullSocket) or isinstance(fd, BlackholeTransport):
+        return "blackhole"
+    if isinstance(fd, legacy_save.MigrationSocket):
+        return "banner"
+    if isinstance(fd, Transport):
+        return "ready"
+    try:
+        if os.path.samefile(f"/proc/self/fd/{_fileno(fd)}", "/dev/null"):
+            return "blackhole"
+    except OSError:
+        pass
+    return "ready"
+
+
+def checkpointer_module():
+    """The trampoline (``xen.lowlevel.checkpoint``)."""
+    from .legacy import checkpoint
+    return checkpoint
+
+
+class Loop:
+    """One protection run: frames the stream and bounces the callbacks."""
+
+    def __init__(self, domid: int, fd: int, *, config: Optional[dict],
+                 blackhole: bool = False,
+                 postsuspend: Optional[Callable] = None,
+                 preresume: Optional[Callable] = None,
+                 commit: Optional[Callable] = None,
+                 interval: int = 0, flags: int = 0,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.domid = domid
+        self.fd = fd
+        self.config = config
+        self.blackhole = blackhole
+        self.hooks = (postsuspend, preresume, commit)
+        self.interval = interval
+        self.flags = flags
+        self.clock = clock
+        self.stats = Stats()
+
+    # the three trampolines' Python side ------------------------------------
+    def _suspend(self):
+        now = self.clock()
+        self.stats.suspended_at = now
+        self.stats._epoch_python = 0.0
+        cb = self.hooks[0]
+        res = cb() if cb else None
+        self.stats.add_python(self.clock() - now)
+        return res
+
+    def _postcopy(self):
+        t0 = self.clock()
+        cb = self.hooks[1]
+        res = cb() if cb else None
+        end = self.clock()
+        self.stats.add_python(end - t0)
+        # the trampoline resumes the guest right after this returns
+        self.stats.pauses.append(end - self.stats.suspended_at)
+        return res
+
+    def _checkpoint(self):
+        t0 = self.clock()
+        sw.write_all(self.fd, sw.CHECKPOINT_END_RECORD)
+        self.stats.checkpoints += 1
+        cb = self.hooks[2]
+        res = cb() if cb else None
+        self.stats.add_python(self.clock() - t0)
+        self.stats.python_time.append(self.stats._epoch_python)
+        return res
+
+    def run(self) -> Stats:
+        """Write the preamble, run the trampoline; always leaves the guest running."""
+        sw.write_all(self.fd, sw.preamble(self.config, blackhole=self.blackhole))
+        ckpt = checkpointer_module()
+        cp = ckpt.checkpointer()
+        try:
+            cp.open(self.domid)
+            cp.start(self.fd, self._suspend, self._postcopy, self._checkpoint,
+                     self.interval, self.flags)
+        finally:
+            try:
+                cp.close()
+            except Exception as e:   # resume failures are reported, not raised
+                logger.error("closing the checkpointer: %s", e)
+        return self.stats
+
+
+def run_saver(saver) -> Stats:
+    """``Saver.start``: legacy-api.md section 2, on the xl stream."""
+    from .legacy import save as legacy_save
+    from .legacy import vm as legacy_vm
+    vm = saver.vm
+    if getattr(vm, "record", None) is None or vm.record.source != "sim":
+        legacy_vm.getshadowmem(vm)
+    mode = _stream_mode(saver.fd)
+    fd = _fileno(saver.fd)
+    if mode == "banner":
+        try:
+            sw.read_banner(fd)
+        except errors.CompatError as e:
+            raise legacy_save.CheckpointError(f"backup did not answer: {e}") from e
+    config = None if mode == "blackhole" else libxl_config_for(vm)
+    loop = Loop(int(vm.domid), fd, config=config, blackhole=(mode == "blackhole"),
+                postsuspend=saver.suspendcb, preresume=saver.resumecb,
+                commit=saver.checkpointcb, interval=saver.interval,
+                flags=saver.flags)
+    saver.checkpointer = loop
+    ckpt = checkpointer_module()
+    try:
+        stats = loop.run()
+    except ckpt.error as e:
+        raise legacy_save.CheckpointError(e) from e
+    except OSError as e:
+        raise legacy_save.CheckpointError(f"writing the stream: {e}") from e
+    saver.stats = stats
+    return stats
+
+
+def resume_domain(domid: int) -> None:
+    """Resume a domain left suspended (``Saver._resume``)."""
+    ckpt = checkpointer_module()
+    cp = ckpt.checkpointer()
+    cp.open(int(domid))
+    cp.close()

@@ -74,24 +74,26 @@ def prepare(target: Union[str, os.PathLike], data: Data, *,
     target = os.fspath(target)
     directory, base = os.path.split(target)
     payload = _as_bytes(data, encoding)
+    kept_mode = None
     if overwrite:
         try:
-            mode = os.stat(target).st_mode & 0o7777
+            kept_mode = os.stat(target).st_mode & 0o7777
         except FileNotFoundError:
             pass
     for _ in range(100):
         temp = os.path.join(directory, f".{base}.{token()}.tmp")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                         | getattr(os, "O_CLOEXEC", 0), mode)
+                         | getattr(os, "O_CLOEXEC", 0),
+                         mode if kept_mode is None else 0o600)
             break
         except FileExistsError:
             continue
     else:  # pragma: no cover - 100 collisions of 48 random bits
         raise FileExistsError(errno.EEXIST, "no free temporary name", target)
     try:
-        if overwrite:
-            os.fchmod(fd, mode)   # the umask must not narrow a kept mode
+        if kept_mode is not None:
+            os.fchmod(fd, kept_mode)   # the umask must not change a kept mode
         view = memoryview(payload)
         while view:
             written = os.write(fd, view)

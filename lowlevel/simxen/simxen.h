@@ -73,6 +73,8 @@ int simxen_fault(enum simxen_fault kind, uint64_t n);
 
 /* Domain model (call with the lock held unless stated). */
 int simxen_domain_exists(uint32_t domid);
+/* Destroy the guest (``xl destroy``): it vanishes; for failover tests. */
+int simxen_destroy(uint32_t domid);
 int simxen_is_suspended(void);
 uint64_t simxen_suspend_count(void);       /* successful suspensions so far */
 uint64_t simxen_now_ns(void);              /* CLOCK_MONOTONIC */

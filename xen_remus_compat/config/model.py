@@ -73,6 +73,9 @@ class Disk:
     uuid: Optional[str] = None
     protocol: Optional[str] = None
     remus: Optional[RemusPeer] = None
+    # set when a converter synthesised the disk, e.g. "image-cdrom" for the
+    # hdc CD-ROM xend derived from an HVM ``(image (hvm (cdrom PATH)))``
+    origin: Optional[str] = None
     extra: Extra = field(default_factory=list)
 
 
@@ -112,6 +115,10 @@ class Vfb:
     display: Optional[str] = None
     xauthority: Optional[str] = None
     opengl: Optional[bool] = None
+    sdl: Optional[bool] = None            # SDL enabled (xend sdl=1, libxl sdl.enable)
+    # where xend had it: "image" (keys inside ``(image ...)``) or None for a
+    # ``(device (vfb ...))`` / libxl vfbs[] entry
+    origin: Optional[str] = None
     extra: Extra = field(default_factory=list)
 
 
@@ -124,6 +131,7 @@ class PciDev:
     slot: int = 0
     func: int = 0
     options: List[Tuple[str, str]] = field(default_factory=list)
+    extra: Extra = field(default_factory=list)
 
     @property
     def bdf(self) -> str:
@@ -175,6 +183,9 @@ class Domain:
     vcpus_online: Optional[int] = None    # xend vcpu_avail popcount / libxl avail
     vcpu_avail: Optional[int] = None      # bitmap as xend had it
     cpus: Optional[str] = None            # hard affinity, xl syntax ("0-3,5")
+    # per-vcpu hard affinity (xl list form ["2", "3-8"]) when vcpus differ;
+    # empty when ``cpus`` applies to all vcpus or there is no pinning
+    vcpu_affinity: List[str] = field(default_factory=list)
     cpu_weight: Optional[int] = None
     cpu_cap: Optional[int] = None
     kernel: Optional[str] = None

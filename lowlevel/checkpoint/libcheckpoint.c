@@ -1,0 +1,771 @@
+/*
+ * libcheckpoint: suspend, resume, the timer thread and the Remus save
+ * loop of the checkpoint trampoline (legacy-api.md §10.2-10.5, adapted to
+ * libxenguest 4.17 as §10.8 says).  Written for xen-remus-compat.
+ *
+ * Differences from the legacy library, on purpose:
+ *  - every wait for the guest is bounded (suspend_timeout_ms), on both the
+ *    event-channel and the xenstore path; a xenstore request the guest has
+ *    not picked up is withdrawn on timeout;
+ *  - timer mode uses a timerfd on a dedicated thread that blocks all
+ *    signals itself, instead of SIGRTMIN blocked in the importing thread;
+ *  - every exit path resumes a guest that is still suspended;
+ *  - the error text is never NULL nor stale: the first error of an
+ *    operation is kept, with its errno.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/time.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libcheckpoint.h"
+
+#include <xenguest.h>
+#include <xen/hvm/params.h>
+#include <xen/sched.h>
+
+#define INITIAL_WATCH_MS 500
+
+/* ---------------------------------------------------------------- errors */
+
+static void set_error(struct cp_state *cp, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_error(struct cp_state *cp, int errnum, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (cp->has_err)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(cp->errstr, sizeof(cp->errstr), fmt, ap);
+    va_end(ap);
+    cp->err_errno = errnum;
+    cp->has_err = 1;
+}
+
+void cp_clear_error(struct cp_state *cp)
+{
+    cp->has_err = 0;
+    cp->err_errno = 0;
+    cp->errstr[0] = '\0';
+    cp->xcerr[0] = '\0';
+    cp->xcerr_errno = 0;
+}
+
+/* libxc's messages: warnings and errors go to stderr unless we caused
+ * them by stopping on purpose; the first error is kept for the report. */
+static void log_vmessage(xentoollog_logger *lg, xentoollog_level level,
+                         int errnoval, const char *context, const char *fmt,
+                         va_list ap)
+{
+    struct cp_state *cp = ((struct cp_logger *)lg)->cp;
+    char msg[256];
+
+    if (level < XTL_WARN)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (level >= XTL_ERROR && !cp->xcerr[0]) {
+        snprintf(cp->xcerr, sizeof(cp->xcerr), "%s", msg);
+        cp->xcerr_errno = errnoval > 0 ? errnoval : 0;
+    }
+    if (cp->quiet)
+        return;
+    fprintf(stderr, "%s: %s: %s%s%s\n", context ? context : "xc",
+            level >= XTL_ERROR ? "error" : "warning", msg,
+            errnoval > 0 ? ": " : "", errnoval > 0 ? strerror(errnoval) : "");
+}
+
+static void log_destroy(xentoollog_logger *lg)
+{
+    (void)lg;
+}
+
+/* "PROF: <what> at S.UUUUUU" on stderr: log scrapers read these (§14.1). */
+static void prof(const char *what)
+{
+    struct timeval tv;
+    char line[80];
+    int n;
+
+    gettimeofday(&tv, NULL);
+    n = snprintf(line, sizeof(line), "PROF: %s at %lld.%06ld\n", what,
+                 (long long)tv.tv_sec, (long)tv.tv_usec);
+    if (write(STDERR_FILENO, line, n) < 0)
+        return;
+}
+
+/* ----------------------------------------------------------------- time */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int remaining_ms(int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+
+    return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/* EINTR during a wait: on the start() thread Python may want to raise.
+ * Returns 1 when the wait should be abandoned. */
+static int interrupted(struct cp_state *cp)
+{
+    if (!cp->hooks || !pthread_equal(pthread_self(), cp->save_thread))
+        return 0;
+    if (cp->stop == CP_RAISED)
+        return 1;
+    if (cp->hooks->interrupted(cp->hooks->opaque) == CP_EXCEPTION) {
+        cp->stop = CP_RAISED;
+        cp->quiet = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Poll one fd until readable or the deadline.  An interruption that Python
+ * turns into an exception is recorded but, when @finish is set, the wait
+ * goes on: a suspend already requested cannot be recalled, and the exit
+ * path must find the guest suspended to resume it. */
+static int wait_readable(struct cp_state *cp, int fd, int64_t deadline,
+                         int finish)
+{
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int rc = poll(&p, 1, remaining_ms(deadline));
+
+        if (rc > 0)
+            return 0;
+        if (rc == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+        if (interrupted(cp) && !finish)
+            return -EINTR;
+    }
+}
+
+/* ---------------------------------------------------------- guest state */
+
+enum gstate { G_GONE = -2, G_ERROR = -1, G_RUNNING = 0, G_SUSPENDED = 1,
+              G_SHUTDOWN = 2 };
+
+static enum gstate guest_state(struct cp_state *cp, unsigned int *reason)
+{
+    xc_dominfo_t info;
+    int n = xc_domain_getinfo(cp->xch, cp->domid, 1, &info);
+
+    if (n < 0)
+        return G_ERROR;
+    if (n == 0 || info.domid != cp->domid)
+        return G_GONE;
+    if (!info.shutdown)
+        return G_RUNNING;
+    if (reason)
+        *reason = info.shutdown_reason;
+    return info.shutdown_reason == SHUTDOWN_suspend ? G_SUSPENDED : G_SHUTDOWN;
+}
+
+static void drain_watches(struct cp_state *cp)
+{
+    char **vec;
+
+    while ((vec = xs_check_watch(cp->xsh)))
+        free(vec);
+}
+
+/* ------------------------------------------------------ suspend, resume */
+
+static int suspend_evtchn(struct cp_state *cp)
+{
+    int64_t deadline = now_ms() + cp->suspend_timeout_ms;
+    int rc;
+
+    if (xenevtchn_notify(cp->xce, (evtchn_port_t)cp->local_port) < 0) {
+        set_error(cp, errno, "failed to notify suspend event channel %d",
+                  cp->local_port);
+        return -1;
+    }
+    rc = wait_readable(cp, xenevtchn_fd(cp->xce), deadline, 1);
+    if (rc) {
+        set_error(cp, -rc, "domain %u did not suspend within %u ms "
+                  "(event channel)", cp->domid, cp->suspend_timeout_ms);
+        return -1;
+    }
+    if (xc_await_suspend(cp->xch, cp->xce, cp->local_port) < 0) {
+        set_error(cp, errno, "error waiting for domain %u to suspend",
+                  cp->domid);
+        return -1;
+    }
+    return 0;
+}
+
+/* Withdraw a request the guest has not picked up; 1 if it had. */
+static int withdraw_request(struct cp_state *cp, const char *path)
+{
+    for (;;) {
+        xs_transaction_t t = xs_transaction_start(cp->xsh);
+        unsigned int len;
+        char *v;
+        int picked_up;
+
+        if (t == XBT_NULL)
+            return 1;
+        v = xs_read(cp->xsh, t, path, &len);
+        picked_up = !v || strcmp(v, "suspend");
+        free(v);
+        if (!picked_up)
+            xs_write(cp->xsh, t, path, "", 0);
+        if (xs_transaction_end(cp->xsh, t, false))
+            return picked_up;
+        if (errno != EAGAIN)
+            return 1;
+    }
+}
+
+static int suspend_xenstore(struct cp_state *cp)
+{
+    int64_t deadline = now_ms() + cp->suspend_timeout_ms;
+    unsigned int reason = 0;
+    char path[64];
+
+    snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
+             cp->domid);
+    drain_watches(cp);
+    if (!xs_write(cp->xsh, XBT_NULL, path, "suspend", 7)) {
+        set_error(cp, errno, "error writing 'suspend' to %s", path);
+        return -1;
+    }
+    for (;;) {
+        int rc;
+
+        switch (guest_state(cp, &reason)) {
+        case G_SUSPENDED:
+            return 0;
+        case G_SHUTDOWN:
+            set_error(cp, 0, "domain %u shut down (reason %u) instead of "
+                      "suspending", cp->domid, reason);
+            return -1;
+        case G_GONE:
+            set_error(cp, ESRCH, "domain %u disappeared while suspending",
+                      cp->domid);
+            return -1;
+        case G_ERROR:
+            set_error(cp, errno, "error getting info for domain %u",
+                      cp->domid);
+            return -1;
+        case G_RUNNING:
+            break;
+        }
+        /* @releaseDomain fires on every domain state change. */
+        rc = wait_readable(cp, xs_fileno(cp->xsh), deadline, 0);
+        if (rc == 0) {
+            drain_watches(cp);
+            continue;
+        }
+        if (!withdraw_request(cp, path)) {
+            set_error(cp, -rc, "domain %u did not answer the xenstore suspend "
+                      "request within %u ms (request withdrawn)", cp->domid,
+                      cp->suspend_timeout_ms);
+            return -1;
+        }
+        /* The guest took the request: it will suspend; let it finish. */
+        if (rc == -EINTR) {
+            deadline = now_ms() + cp->suspend_timeout_ms;
+            continue;
+        }
+        if (guest_state(cp, NULL) == G_SUSPENDED)
+            return 0;
+        set_error(cp, ETIMEDOUT, "domain %u took the suspend request but did "
+                  "not suspend within %u ms", cp->domid,
+                  cp->suspend_timeout_ms);
+        return -1;
+    }
+}
+
+static int cp_suspend(struct cp_state *cp)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&cp->lock);
+    switch (guest_state(cp, NULL)) {
+    case G_SUSPENDED:
+        fprintf(stderr, "domain %u already suspended?\n", cp->domid);
+        cp->suspended = 1;
+        goto out;
+    case G_RUNNING:
+        break;
+    case G_GONE:
+        set_error(cp, ESRCH, "domain %u no longer exists", cp->domid);
+        rc = -1;
+        goto out;
+    default:
+        set_error(cp, errno, "error getting info for domain %u", cp->domid);
+        rc = -1;
+        goto out;
+    }
+    prof("suspending");
+    rc = cp->local_port >= 0 ? suspend_evtchn(cp) : suspend_xenstore(cp);
+    if (rc == 0)
+        cp->suspended = 1;
+ out:
+    pthread_mutex_unlock(&cp->lock);
+    return rc;
+}
+
+static int cp_resume(struct cp_state *cp)
+{
+    pthread_mutex_lock(&cp->lock);
+    /* Fast (cooperative) resume: the guest's suspend hypercall returns
+     * "cancelled" and it carries on where it was (legacy-api.md §10.5). */
+    if (xc_domain_resume(cp->xch, cp->domid, 1)) {
+        set_error(cp, errno, "error resuming domain %u", cp->domid);
+        pthread_mutex_unlock(&cp->lock);
+        return -1;
+    }
+    prof("resumed");
+    if (!xs_resume_domain(cp->xsh, cp->domid))
+        fprintf(stderr, "error resuming domain %u in xenstore\n", cp->domid);
+    cp->suspended = 0;
+    pthread_mutex_unlock(&cp->lock);
+    if (cp->timer_armed)
+        sem_post(&cp->resumed_sem);
+    return 0;
+}
+
+int cp_ensure_running(struct cp_state *cp)
+{
+    int attempt;
+
+    if (!cp->opened)
+        return 0;
+    for (attempt = 0; attempt < 2; attempt++) {
+        enum gstate st = guest_state(cp, NULL);
+
+        if (st == G_GONE || (st == G_RUNNING && !cp->suspended))
+            return 0;
+        if (st == G_SHUTDOWN) {
+            cp->suspended = 0;
+            return 0;
+        }
+        if (cp_resume(cp) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* --------------------------------------------------------------- timer */
+
+static void *timer_main(void *arg)
+{
+    struct cp_state *cp = arg;
+
+    for (;;) {
+        struct pollfd p[2] = { { .fd = cp->timerfd, .events = POLLIN },
+                               { .fd = cp->stopfd, .events = POLLIN } };
+        uint64_t ticks;
+
+        while (sem_wait(&cp->resumed_sem) && errno == EINTR)
+            ;
+        if (cp->timer_done)
+            break;
+        /* A periodic timer: expirations missed while the guest was
+         * suspended coalesce into one, as a pending signal did. */
+        while (poll(p, 2, -1) < 0 && errno == EINTR)
+            ;
+        if (cp->timer_done || (p[1].revents & POLLIN))
+            break;
+        if (read(cp->timerfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+            break;
+        cp->timer_rc = cp_suspend(cp);
+        if (cp->timer_rc)
+            fprintf(stderr, "checkpoint_suspend failed\n");
+        sem_post(&cp->suspended_sem);
+    }
+    return NULL;
+}
+
+static int start_timer(struct cp_state *cp)
+{
+    struct itimerspec its = {
+        .it_interval = { cp->interval_ms / 1000,
+                         (long)(cp->interval_ms % 1000) * 1000000 },
+    };
+    sigset_t all, old;
+    int rc;
+
+    its.it_value = its.it_interval;
+    cp->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    cp->stopfd = eventfd(0, EFD_CLOEXEC);
+    if (cp->timerfd < 0 || cp->stopfd < 0 ||
+        timerfd_settime(cp->timerfd, 0, &its, NULL)) {
+        set_error(cp, errno, "could not create the checkpoint timer");
+        goto fail;
+    }
+    sem_init(&cp->suspended_sem, 0, 0);
+    sem_init(&cp->resumed_sem, 0, 0);
+    cp->timer_done = 0;
+    cp->timer_rc = 0;
+    /* The thread inherits a full mask, so signals keep going to Python's
+     * threads; the caller's own mask is restored at once. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&cp->timer_thread, NULL, timer_main, cp);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        sem_destroy(&cp->suspended_sem);
+        sem_destroy(&cp->resumed_sem);
+        set_error(cp, rc, "could not start the suspend thread");
+        goto fail;
+    }
+    cp->timer_armed = 1;
+    return 0;
+ fail:
+    if (cp->timerfd >= 0)
+        close(cp->timerfd);
+    if (cp->stopfd >= 0)
+        close(cp->stopfd);
+    cp->timerfd = cp->stopfd = -1;
+    return -1;
+}
+
+static void stop_timer(struct cp_state *cp)
+{
+    uint64_t one = 1;
+
+    if (!cp->timer_armed)
+        return;
+    cp->timer_done = 1;
+    if (write(cp->stopfd, &one, sizeof(one)) < 0)
+        fprintf(stderr, "could not signal the suspend thread\n");
+    sem_post(&cp->resumed_sem);
+    pthread_join(cp->timer_thread, NULL);
+    sem_destroy(&cp->suspended_sem);
+    sem_destroy(&cp->resumed_sem);
+    close(cp->timerfd);
+    close(cp->stopfd);
+    cp->timerfd = cp->stopfd = -1;
+    cp->timer_armed = 0;
+}
+
+/* The suspend trampoline in timer mode, after the first epoch: the thread
+ * suspends; we wait for it, boundedly. */
+static int wait_for_timer(struct cp_state *cp)
+{
+    struct timespec ts;
+    int64_t deadline = now_ms() + cp->interval_ms +
+        cp->suspend_timeout_ms + 1000;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    for (;;) {
+        int64_t ms = remaining_ms(deadline);
+        struct timespec until = {
+            ts.tv_sec + ms / 1000 + (ts.tv_nsec + (ms % 1000) * 1000000)
+                / 1000000000,
+            (ts.tv_nsec + (ms % 1000) * 1000000) % 1000000000 };
+
+        if (sem_clockwait(&cp->suspended_sem, CLOCK_MONOTONIC, &until) == 0)
+            break;
+        if (errno == ETIMEDOUT) {
+            set_error(cp, ETIMEDOUT, "the suspend thread did not suspend "
+                      "domain %u in time", cp->domid);
+            return -1;
+        }
+        if (errno != EINTR)
+            return -1;
+        /* The thread is suspending the guest anyway: let it finish so the
+         * exit path can resume it. */
+        interrupted(cp);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+    }
+    if (cp->timer_rc)
+        return -1;
+    if (!cp->suspended) {
+        set_error(cp, 0, "domain %u not suspended?", cp->domid);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------- trampolines */
+
+static int tr_suspend(void *data)
+{
+    struct cp_state *cp = data;
+    int rc, h;
+
+    if (cp->stop == CP_RAISED)
+        return 0;
+    if (!cp->interval_ms)
+        rc = cp_suspend(cp);
+    else if (!cp->timer_armed)
+        rc = start_timer(cp) ? -1 : cp_suspend(cp);
+    else
+        rc = wait_for_timer(cp);
+    if (rc) {
+        cp->stop = cp->stop == CP_RAISED ? CP_RAISED : CP_FAILED;
+        cp->quiet = 1;
+        return 0;
+    }
+    if (cp->stop == CP_RAISED) {        /* interrupted while it suspended */
+        cp->quiet = 1;
+        return 0;
+    }
+    h = cp->hooks->suspend(cp->hooks->opaque);
+    if (h == CP_GO)
+        return 1;
+    cp->quiet = 1;
+    if (h == CP_STOP) {
+        cp->stop = CP_FAILED;
+        set_error(cp, 0, "suspend callback returned a false value; "
+                  "checkpointing stopped");
+    } else {
+        cp->stop = CP_RAISED;
+    }
+    return 0;
+}
+
+static int tr_postcopy(void *data)
+{
+    struct cp_state *cp = data;
+    int h = cp->hooks->postcopy(cp->hooks->opaque);
+
+    /* Resume whatever the callback said (§10.4). */
+    if (cp_resume(cp)) {
+        cp->stop = h == CP_EXCEPTION ? CP_RAISED : CP_FAILED;
+        cp->quiet = 1;
+        return -1;
+    }
+    if (h == CP_GO)
+        return 1;
+    cp->quiet = 1;
+    if (h == CP_STOP) {
+        cp->stop = CP_FAILED;
+        set_error(cp, 0, "postcopy callback returned a false value; "
+                  "checkpointing stopped");
+        return -1;
+    }
+    cp->stop = CP_RAISED;
+    return 0;
+}
+
+static int tr_checkpoint(void *data)
+{
+    struct cp_state *cp = data;
+    int h = cp->hooks->checkpoint(cp->hooks->opaque);
+
+    if (h == CP_GO)
+        return 1;
+    cp->quiet = 1;
+    cp->stop = h == CP_STOP ? CP_STOPPED : CP_RAISED;
+    return 0;
+}
+
+static int tr_logdirty(uint32_t domid, unsigned enable, void *data)
+{
+    (void)domid;
+    (void)enable;
+    (void)data;
+    return 0;
+}
+
+int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
+            unsigned int flags, const struct cp_hooks *hooks)
+{
+    struct save_callbacks cbs;
+    int rc, save_errno;
+
+    (void)flags;        /* CHECKPOINT_FLAGS_COMPRESSION: gone in 4.17 */
+    cp_clear_error(cp);
+    if (!cp->opened) {
+        set_error(cp, 0, "checkpoint state not opened");
+        return -1;
+    }
+    memset(&cbs, 0, sizeof(cbs));
+    cbs.suspend = tr_suspend;
+    cbs.postcopy = tr_postcopy;
+    cbs.checkpoint = tr_checkpoint;
+    cbs.switch_qemu_logdirty = tr_logdirty;
+    cbs.data = cp;
+    cp->hooks = hooks;
+    cp->save_thread = pthread_self();
+    cp->interval_ms = interval_ms;
+    cp->stop = CP_RUNNING;
+    cp->quiet = 0;
+
+    rc = xc_domain_save(cp->xch, fd, cp->domid, XCFLAGS_LIVE, &cbs,
+                        XC_STREAM_REMUS, -1);
+    save_errno = errno;
+
+    stop_timer(cp);
+    if (cp_ensure_running(cp))
+        fprintf(stderr, "could not resume domain %u: %s\n", cp->domid,
+                cp->errstr);
+    cp->hooks = NULL;
+    if (cp->stop == CP_RAISED)
+        return -1;
+    if (rc != 0 && !cp->has_err) {
+        if (cp->xcerr[0])
+            set_error(cp, cp->xcerr_errno ? cp->xcerr_errno : save_errno,
+                      "xc_domain_save failed: %s", cp->xcerr);
+        else
+            set_error(cp, save_errno, "xc_domain_save failed");
+    }
+    return cp->has_err ? -1 : 0;
+}
+
+/* ---------------------------------------------------------- open, close */
+
+void cp_init(struct cp_state *cp)
+{
+    memset(cp, 0, sizeof(*cp));
+    cp->local_port = -1;
+    cp->lockfd = -1;
+    cp->timerfd = cp->stopfd = -1;
+    cp->suspend_timeout_ms = 5000;
+    cp->logger.vtable.vmessage = log_vmessage;
+    cp->logger.vtable.progress = NULL;
+    cp->logger.vtable.destroy = log_destroy;
+    cp->logger.cp = cp;
+    pthread_mutex_init(&cp->lock, NULL);
+}
+
+void cp_destroy(struct cp_state *cp)
+{
+    cp_close(cp);
+    pthread_mutex_destroy(&cp->lock);
+}
+
+static void consume_initial_watch(struct cp_state *cp)
+{
+    int64_t deadline = now_ms() + INITIAL_WATCH_MS;
+
+    if (wait_readable(cp, xs_fileno(cp->xsh), deadline, 0) == 0)
+        drain_watches(cp);
+}
+
+static int refuse_hvm(struct cp_state *cp)
+{
+    uint64_t irq = 0;
+
+    if (xc_hvm_param_get(cp->xch, cp->domid, HVM_PARAM_CALLBACK_IRQ, &irq)) {
+        set_error(cp, errno, "could not get HVM callback IRQ of domain %u",
+                  cp->domid);
+        return -1;
+    }
+    if (irq)
+        set_error(cp, EOPNOTSUPP, "domain %u is a PV-on-HVM guest: "
+                  "PV-on-HVM guests are not supported yet", cp->domid);
+    else
+        set_error(cp, EOPNOTSUPP, "domain %u is an HVM guest: "
+                  "HVM guests are not supported yet", cp->domid);
+    return -1;
+}
+
+int cp_open(struct cp_state *cp, uint32_t domid)
+{
+    xc_dominfo_t info;
+    int n, port;
+
+    cp_clear_error(cp);
+    if (cp->opened) {
+        set_error(cp, EBUSY, "checkpointer already open for domain %u",
+                  cp->domid);
+        return -1;
+    }
+    if (domid == 0) {
+        set_error(cp, EINVAL, "refusing to checkpoint domain 0");
+        return -1;
+    }
+    cp->domid = domid;
+    cp->xch = xc_interface_open(&cp->logger.vtable, NULL, 0);
+    if (!cp->xch) {
+        set_error(cp, errno, "could not open control interface (are you "
+                  "root?)");
+        goto fail;
+    }
+    cp->xsh = xs_open(0);
+    if (!cp->xsh) {
+        set_error(cp, errno, "could not open xenstore handle");
+        goto fail;
+    }
+    cp->xce = xenevtchn_open(NULL, 0);
+    if (!cp->xce) {
+        set_error(cp, errno, "could not open event channel handle");
+        goto fail;
+    }
+    n = xc_domain_getinfo(cp->xch, domid, 1, &info);
+    if (n < 0) {
+        set_error(cp, errno, "could not get domain info for domain %u", domid);
+        goto fail;
+    }
+    if (n == 0 || info.domid != domid) {
+        set_error(cp, ESRCH, "domain %u does not exist", domid);
+        goto fail;
+    }
+    if (info.hvm) {
+        refuse_hvm(cp);
+        goto fail;
+    }
+    snprintf(cp->token, sizeof(cp->token), "%u", domid);
+    if (!xs_watch(cp->xsh, "@releaseDomain", cp->token)) {
+        set_error(cp, errno, "could not bind to shutdown watch");
+        goto fail;
+    }
+    cp->watching = 1;
+    consume_initial_watch(cp);
+
+    port = xs_suspend_evtchn_port((int)domid);
+    if (port >= 0)
+        cp->local_port = xc_suspend_evtchn_init_exclusive(
+            cp->xch, cp->xce, domid, port, &cp->lockfd);
+    if (cp->local_port >= 0)
+        fprintf(stderr, "bound to suspend event channel %u:%d as %d\n",
+                domid, port, cp->local_port);
+    else
+        fprintf(stderr, "WARNING: suspend event channel unavailable, "
+                "falling back to slow xenstore signalling\n");
+    cp->opened = 1;
+    return 0;
+ fail:
+    cp_close(cp);
+    return -1;
+}
+
+void cp_close(struct cp_state *cp)
+{
+    stop_timer(cp);
+    if (cp->watching && !xs_unwatch(cp->xsh, "@releaseDomain", cp->token))
+        fprintf(stderr, "Could not release shutdown watch\n");
+    cp->watching = 0;
+    if (cp->local_port >= 0 || cp->lockfd >= 0)
+        xc_suspend_evtchn_release(cp->xch, cp->xce, cp->domid, cp->local_port,
+                                  &cp->lockfd);
+    cp->local_port = -1;
+    cp->lockfd = -1;
+    if (cp->xce)
+        xenevtchn_close(cp->xce);
+    if (cp->xsh)
+        xs_close(cp->xsh);
+    if (cp->xch)
+        xc_interface_close(cp->xch);
+    cp->xce = NULL;
+    cp->xsh = NULL;
+    cp->xch = NULL;
+    cp->opened = 0;
+    cp->suspended = 0;
+    cp->domid = 0;
+}

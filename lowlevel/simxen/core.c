@@ -1,0 +1,759 @@
+/*
+ * simxen core (libsimxen.so.0): the simulated domain shared by the
+ * stand-in libraries.  Written for xen-remus-compat; see simxen.h.
+ *
+ * The guest does not run on a thread of its own.  Its memory is a vector
+ * of page versions; whenever the simulation looks at it (a page batch, a
+ * suspend), simxen_advance() dirties rate x elapsed-run-time pages first,
+ * against CLOCK_MONOTONIC, following the configured pattern.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "simxen.h"
+
+#define MAX_NODES 64
+#define MAX_FAULTS 16
+
+struct fault { enum simxen_fault kind; uint64_t n; int used; };
+struct node { char *path; char *value; };
+
+static struct simxen_config cfg;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int init_errno;
+static pthread_mutex_t big_lock;
+
+static struct fault faults[MAX_FAULTS];
+static unsigned int nfaults;
+
+/* The guest. */
+static int suspended, destroyed;
+static uint64_t suspends, suspend_requests, saves;
+static uint64_t *versions, *dirty;
+static uint64_t last_ns, rng, seq_cursor;
+static double carry;
+static int runlog_fd = -1;
+
+static struct node nodes[MAX_NODES];
+static struct simxen_evtchn_sink *evtchn_sinks;
+static struct simxen_watch_sink *watch_sinks;
+
+/* ---------------------------------------------------------------- config */
+
+static int bad_env(const char *name, const char *value, const char *why)
+{
+    fprintf(stderr, "simxen: bad %s=%s: %s\n", name, value, why);
+    return -1;
+}
+
+static int env_u64(const char *name, uint64_t dflt, uint64_t lo, uint64_t hi,
+                   uint64_t *out)
+{
+    const char *s = getenv(name);
+    char *end;
+    unsigned long long v;
+
+    if (!s || !*s) {
+        *out = dflt;
+        return 0;
+    }
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || *end || s[0] == '-')
+        return bad_env(name, s, "not an unsigned integer");
+    if (v < lo || v > hi)
+        return bad_env(name, s, "out of range");
+    *out = v;
+    return 0;
+}
+
+struct word { const char *word; int value; };
+
+static int env_word(const char *name, const struct word *table, int dflt,
+                    int *out)
+{
+    const char *s = getenv(name);
+
+    if (!s || !*s) {
+        *out = dflt;
+        return 0;
+    }
+    for (; table->word; table++) {
+        if (!strcmp(s, table->word)) {
+            *out = table->value;
+            return 0;
+        }
+    }
+    return bad_env(name, s, "unknown value");
+}
+
+static const struct word pattern_words[] = {
+    { "random", SIMXEN_RANDOM }, { "sequential", SIMXEN_SEQUENTIAL },
+    { "hotspot", SIMXEN_HOTSPOT }, { NULL, 0 } };
+static const struct word suspend_words[] = {
+    { "evtchn", 1 }, { "xenstore", 0 }, { NULL, 0 } };
+static const struct word type_words[] = {
+    { "pv", SIMXEN_PV }, { "hvm", SIMXEN_HVM }, { "pvhvm", SIMXEN_PVHVM },
+    { NULL, 0 } };
+static const struct word fault_words[] = {
+    { "open", SIMXEN_FAULT_OPEN }, { "suspend", SIMXEN_FAULT_SUSPEND },
+    { "write", SIMXEN_FAULT_WRITE }, { "resume", SIMXEN_FAULT_RESUME },
+    { NULL, 0 } };
+
+/* SIMXEN_FAIL = item[,item...], item = kind[@N] (N defaults to 1). */
+static int parse_faults(void)
+{
+    const char *s = getenv("SIMXEN_FAIL");
+    char buf[256], *save = NULL, *item;
+
+    if (!s || !*s)
+        return 0;
+    if (strlen(s) >= sizeof(buf))
+        return bad_env("SIMXEN_FAIL", s, "too long");
+    strcpy(buf, s);
+    for (item = strtok_r(buf, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        char *at = strchr(item, '@'), *end;
+        const struct word *w;
+        unsigned long long n = 1;
+
+        if (at) {
+            *at = '\0';
+            errno = 0;
+            n = strtoull(at + 1, &end, 10);
+            if (errno || *end || !at[1] || n == 0)
+                return bad_env("SIMXEN_FAIL", s, "N in kind@N must be >= 1");
+        }
+        for (w = fault_words; w->word && strcmp(w->word, item); w++)
+            ;
+        if (!w->word)
+            return bad_env("SIMXEN_FAIL", s,
+                           "kinds are open, suspend, write, resume");
+        if (nfaults == MAX_FAULTS)
+            return bad_env("SIMXEN_FAIL", s, "too many items");
+        faults[nfaults++] = (struct fault){ w->value, n, 0 };
+    }
+    return 0;
+}
+
+static int parse_config(void)
+{
+    uint64_t v;
+    int w;
+    const char *s;
+
+    if (env_u64("SIMXEN_DOMID", 1, 1, 0x7fef, &v))
+        return -1;
+    cfg.domid = (uint32_t)v;
+    s = getenv("SIMXEN_NAME");
+    snprintf(cfg.name, sizeof(cfg.name), "%s", s && *s ? s : "simguest");
+    if (env_u64("SIMXEN_PAGES", 16384, 1, 1u << 24, &cfg.pages))
+        return -1;
+    if (env_u64("SIMXEN_VCPUS", 1, 1, 128, &v))
+        return -1;
+    cfg.vcpus = (unsigned int)v;
+    s = getenv("SIMXEN_DIRTY_RATE");
+    cfg.dirty_rate = 5.0;
+    if (s && *s) {
+        char *end;
+        errno = 0;
+        cfg.dirty_rate = strtod(s, &end);
+        if (errno || *end || !(cfg.dirty_rate >= 0.0) || cfg.dirty_rate > 1e6)
+            return bad_env("SIMXEN_DIRTY_RATE", s, "want 0 <= rate <= 1e6");
+    }
+    if (env_word("SIMXEN_DIRTY_PATTERN", pattern_words, SIMXEN_RANDOM, &w))
+        return -1;
+    cfg.pattern = w;
+    if (env_u64("SIMXEN_SEED", 1, 0, UINT64_MAX, &cfg.seed))
+        return -1;
+    s = getenv("SIMXEN_STATE_DIR");
+    if (s && strlen(s) >= sizeof(cfg.state_dir) - 64)
+        return bad_env("SIMXEN_STATE_DIR", s, "path too long");
+    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", s ? s : "");
+    if (env_word("SIMXEN_SUSPEND", suspend_words, 1, &cfg.suspend_evtchn))
+        return -1;
+    if (env_word("SIMXEN_TYPE", type_words, SIMXEN_PV, &w))
+        return -1;
+    cfg.type = w;
+    if (env_u64("SIMXEN_KEEP", 0, 0, UINT32_MAX, &v))
+        return -1;
+    cfg.keep = (unsigned int)v;
+    return parse_faults();
+}
+
+/* Never pretend to be Xen where Xen is: that would hide the real one. */
+static int refuse_on_xen_host(void)
+{
+    static const char *const marks[] = { "/proc/xen/privcmd", "/dev/xen" };
+    const char *force = getenv("SIMXEN_FORCE");
+    unsigned int i;
+
+    if (force && !strcmp(force, "1"))
+        return 0;
+    for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+        if (access(marks[i], F_OK) == 0) {
+            fprintf(stderr, "simxen: refusing to simulate Xen on a Xen host "
+                    "(%s exists); set SIMXEN_FORCE=1 to override\n", marks[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ recording */
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static int state_path(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int state_path(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(buf, len, "%s/", cfg.state_dir);
+
+    va_start(ap, fmt);
+    n += vsnprintf(buf + n, len - n, fmt, ap);
+    va_end(ap);
+    return n < (int)len ? 0 : -1;
+}
+
+static void write_domain_json(void)
+{
+    static const char *const pattern_names[] = {
+        "random", "sequential", "hotspot" };
+    static const char *const type_names[] = { "pv", "hvm", "pvhvm" };
+    char path[1100], tmp[1100];
+    FILE *f;
+
+    if (state_path(path, sizeof(path), "domain.json") ||
+        state_path(tmp, sizeof(tmp), "domain.json.%d", (int)getpid()))
+        return;
+    f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "simxen: cannot write %s: %s\n", tmp, strerror(errno));
+        return;
+    }
+    fprintf(f, "{\"domid\": %u, \"name\": ", cfg.domid);
+    json_string(f, cfg.name);
+    fprintf(f, ", \"pages\": %llu, \"page_size\": %u, \"vcpus\": %u, "
+            "\"type\": \"%s\", \"dirty_rate\": %.17g, \"dirty_pattern\": "
+            "\"%s\", \"seed\": %llu, \"suspend\": \"%s\", \"pid\": %d, "
+            "\"contract\": \"simpage-v1\"}\n",
+            (unsigned long long)cfg.pages, SIMXEN_PAGE_SIZE, cfg.vcpus,
+            type_names[cfg.type], cfg.dirty_rate, pattern_names[cfg.pattern],
+            (unsigned long long)cfg.seed,
+            cfg.suspend_evtchn ? "evtchn" : "xenstore", (int)getpid());
+    if (fclose(f) == 0)
+        rename(tmp, path);
+}
+
+/* runstate.log: "REALTIME MONOTONIC STATE SUSPENSIONS" per transition. */
+static void log_runstate(const char *state)
+{
+    struct timespec rt, mt;
+    char line[160];
+    int n;
+
+    if (runlog_fd < 0)
+        return;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mt);
+    n = snprintf(line, sizeof(line), "%lld.%06ld %lld.%09ld %s %llu\n",
+                 (long long)rt.tv_sec, rt.tv_nsec / 1000,
+                 (long long)mt.tv_sec, mt.tv_nsec, state,
+                 (unsigned long long)suspends);
+    if (write(runlog_fd, line, n) != n)
+        fprintf(stderr, "simxen: runstate.log: %s\n", strerror(errno));
+}
+
+/* ----------------------------------------------------------------- init */
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void init_xenstore(void)
+{
+    char path[128], value[32];
+
+    snprintf(path, sizeof(path), "/local/domain/%u/name", cfg.domid);
+    simxen_xs_set(path, cfg.name);
+    snprintf(path, sizeof(path), "/local/domain/%u/domid", cfg.domid);
+    snprintf(value, sizeof(value), "%u", cfg.domid);
+    simxen_xs_set(path, value);
+    snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
+             cfg.domid);
+    simxen_xs_set(path, "");
+    if (cfg.suspend_evtchn) {
+        snprintf(path, sizeof(path),
+                 "/local/domain/%u/device/suspend/event-channel", cfg.domid);
+        snprintf(value, sizeof(value), "%d", SIMXEN_SUSPEND_REMOTE_PORT);
+        simxen_xs_set(path, value);
+    }
+    simxen_xs_set("/local/domain/0/name", "Domain-0");
+}
+
+static void do_init(void)
+{
+    const char *enable = getenv("SIMXEN_ENABLE");
+    pthread_mutexattr_t attr;
+    uint64_t seed;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&big_lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+
+    if (!enable || strcmp(enable, "1")) {
+        fprintf(stderr, "simxen: these are simulated Xen libraries; refusing "
+                "to run without SIMXEN_ENABLE=1 (see xen_remus_compat.simxen)\n");
+        init_errno = ENODEV;
+        return;
+    }
+    if (refuse_on_xen_host()) {
+        init_errno = EEXIST;
+        return;
+    }
+    if (parse_config()) {
+        init_errno = EINVAL;
+        return;
+    }
+    versions = calloc(cfg.pages, sizeof(*versions));
+    dirty = calloc((cfg.pages + 63) / 64, sizeof(*dirty));
+    if (!versions || !dirty) {
+        init_errno = ENOMEM;
+        return;
+    }
+    seed = cfg.seed;
+    rng = splitmix(&seed) | 1;
+    last_ns = simxen_now_ns();
+    init_xenstore();
+    if (cfg.state_dir[0]) {
+        char path[1100];
+        if (mkdir(cfg.state_dir, 0755) && errno != EEXIST) {
+            fprintf(stderr, "simxen: cannot create %s: %s\n", cfg.state_dir,
+                    strerror(errno));
+            init_errno = errno;
+            return;
+        }
+        write_domain_json();
+        if (!state_path(path, sizeof(path), "runstate.log"))
+            runlog_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                             0644);
+        if (runlog_fd < 0)
+            fprintf(stderr, "simxen: cannot open runstate.log: %s\n",
+                    strerror(errno));
+    }
+    log_runstate("running");
+}
+
+int simxen_init(void)
+{
+    pthread_once(&once, do_init);
+    if (init_errno) {
+        errno = init_errno;
+        return -1;
+    }
+    return 0;
+}
+
+const struct simxen_config *simxen_config(void)
+{
+    return &cfg;
+}
+
+void simxen_lock(void)
+{
+    pthread_mutex_lock(&big_lock);
+}
+
+void simxen_unlock(void)
+{
+    pthread_mutex_unlock(&big_lock);
+}
+
+int simxen_fault(enum simxen_fault kind, uint64_t n)
+{
+    unsigned int i;
+
+    for (i = 0; i < nfaults; i++) {
+        if (faults[i].kind == kind && faults[i].n == n && !faults[i].used) {
+            faults[i].used = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- guest */
+
+uint64_t simxen_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int simxen_domain_exists(uint32_t domid)
+{
+    return domid == SIMXEN_DOM0 || (domid == cfg.domid && !destroyed);
+}
+
+int simxen_destroy(uint32_t domid)
+{
+    if (domid != cfg.domid || destroyed) {
+        errno = ESRCH;
+        return -1;
+    }
+    destroyed = 1;
+    suspended = 0;
+    log_runstate("destroyed");
+    simxen_xs_fire("@releaseDomain");
+    return 0;
+}
+
+int simxen_is_suspended(void)
+{
+    return suspended;
+}
+
+uint64_t simxen_suspend_count(void)
+{
+    return suspends;
+}
+
+const uint64_t *simxen_versions(void)
+{
+    return versions;
+}
+
+static uint64_t next_random(void)
+{
+    /* xorshift64* */
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t below(uint64_t n)
+{
+    return (uint64_t)(((unsigned __int128)next_random() * n) >> 64);
+}
+
+/* The pfn the guest writes next.  hotspot: 90% of writes go to the first
+ * sixteenth of memory, the rest anywhere. */
+static uint64_t pick_pfn(void)
+{
+    switch (cfg.pattern) {
+    case SIMXEN_SEQUENTIAL:
+        seq_cursor = seq_cursor + 1 < cfg.pages ? seq_cursor + 1 : 0;
+        return seq_cursor;
+    case SIMXEN_HOTSPOT:
+        if ((next_random() & 0xff) < 230) {
+            uint64_t hot = cfg.pages / 16 ? cfg.pages / 16 : 1;
+            return below(hot);
+        }
+        return below(cfg.pages);
+    case SIMXEN_RANDOM:
+    default:
+        return below(cfg.pages);
+    }
+}
+
+void simxen_advance(void)
+{
+    uint64_t now = simxen_now_ns(), n, i, cap = cfg.pages * 4;
+    double want;
+
+    if (suspended || now <= last_ns) {
+        last_ns = now > last_ns ? now : last_ns;
+        return;
+    }
+    want = (double)(now - last_ns) / 1e6 * cfg.dirty_rate + carry;
+    last_ns = now;
+    n = (uint64_t)want;
+    carry = want - (double)n;
+    if (n > cap) {          /* long idle run: bound the work, not the result */
+        n = cap;
+        carry = 0.0;
+    }
+    for (i = 0; i < n; i++) {
+        uint64_t pfn = pick_pfn();
+        versions[pfn]++;
+        dirty[pfn / 64] |= 1ull << (pfn % 64);
+    }
+}
+
+uint64_t simxen_take_dirty(uint64_t *dst, int all)
+{
+    uint64_t words = (cfg.pages + 63) / 64, count = 0, i;
+
+    if (all) {
+        memset(dirty, 0xff, words * sizeof(*dirty));
+        if (cfg.pages % 64)
+            dirty[words - 1] = (1ull << (cfg.pages % 64)) - 1;
+    }
+    for (i = 0; i < words; i++)
+        count += (uint64_t)__builtin_popcountll(dirty[i]);
+    if (dst)
+        memcpy(dst, dirty, words * sizeof(*dirty));
+    memset(dirty, 0, words * sizeof(*dirty));
+    return count;
+}
+
+int simxen_request_suspend(const char *how)
+{
+    struct simxen_evtchn_sink *s;
+
+    if (destroyed) {
+        errno = ESRCH;
+        return -1;
+    }
+    suspend_requests++;
+    if (simxen_fault(SIMXEN_FAULT_SUSPEND, suspend_requests)) {
+        fprintf(stderr, "simxen: guest ignores suspend request %llu (%s)\n",
+                (unsigned long long)suspend_requests, how);
+        return -1;
+    }
+    if (suspended)
+        return 0;
+    simxen_advance();
+    suspended = 1;
+    suspends++;
+    log_runstate("suspended");
+    /* Xen: VIRQ_DOM_EXC -> xenstored fires @releaseDomain, and the
+     * subscribed suspend event channel is notified. */
+    simxen_xs_fire("@releaseDomain");
+    for (s = evtchn_sinks; s; s = s->next)
+        s->deliver(s, s->local_port);
+    return 0;
+}
+
+int simxen_resume(int fast)
+{
+    (void)fast;
+    if (destroyed) {
+        errno = ESRCH;
+        return -1;
+    }
+    if (!suspended)
+        return 0;
+    if (simxen_fault(SIMXEN_FAULT_RESUME, suspends)) {
+        errno = EIO;
+        return -1;
+    }
+    suspended = 0;
+    last_ns = simxen_now_ns();
+    log_runstate("running");
+    return 0;
+}
+
+uint64_t simxen_new_save(void)
+{
+    return ++saves;
+}
+
+int simxen_record_checkpoint(uint64_t save, uint64_t n, uint64_t pages_sent)
+{
+    char path[1100], tmp[1100], line[200];
+    size_t len = cfg.pages * sizeof(*versions);
+    struct timespec rt;
+    int fd, saved;
+    ssize_t w;
+
+    if (!cfg.state_dir[0])
+        return 0;
+    if (state_path(path, sizeof(path), "cp-%llu-%llu.versions",
+                   (unsigned long long)save, (unsigned long long)n) ||
+        state_path(tmp, sizeof(tmp), "cp-%llu-%llu.versions.tmp",
+                   (unsigned long long)save, (unsigned long long)n)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    /* Little-endian u64 per pfn (x86 is little-endian). */
+    w = write(fd, versions, len);
+    saved = errno;
+    close(fd);
+    if (w != (ssize_t)len) {
+        errno = w < 0 ? saved : EIO;
+        return -1;
+    }
+    if (rename(tmp, path))
+        return -1;
+    if (cfg.keep && n > cfg.keep &&
+        !state_path(path, sizeof(path), "cp-%llu-%llu.versions",
+                    (unsigned long long)save,
+                    (unsigned long long)(n - cfg.keep)))
+        unlink(path);
+    if (!state_path(path, sizeof(path), "checkpoints.log")) {
+        clock_gettime(CLOCK_REALTIME, &rt);
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            int k = snprintf(line, sizeof(line), "%llu %llu %lld.%06ld %llu\n",
+                             (unsigned long long)save, (unsigned long long)n,
+                             (long long)rt.tv_sec, rt.tv_nsec / 1000,
+                             (unsigned long long)pages_sent);
+            if (write(fd, line, k) != k)
+                fprintf(stderr, "simxen: checkpoints.log: %s\n",
+                        strerror(errno));
+            close(fd);
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- xenstore */
+
+const char *simxen_xs_get(const char *path)
+{
+    unsigned int i;
+
+    for (i = 0; i < MAX_NODES; i++)
+        if (nodes[i].path && !strcmp(nodes[i].path, path))
+            return nodes[i].value;
+    return NULL;
+}
+
+static void guest_sees_write(const char *path, const char *value)
+{
+    char shutdown[128];
+
+    snprintf(shutdown, sizeof(shutdown), "/local/domain/%u/control/shutdown",
+             cfg.domid);
+    if (strcmp(path, shutdown) || strcmp(value, "suspend"))
+        return;
+    if (simxen_request_suspend("xenstore") == 0) {
+        /* The guest acknowledges by clearing the node (before it
+         * suspends, in reality; nobody can tell the difference here). */
+        unsigned int i;
+        for (i = 0; i < MAX_NODES; i++) {
+            if (nodes[i].path && !strcmp(nodes[i].path, shutdown)) {
+                free(nodes[i].value);
+                nodes[i].value = strdup("");
+            }
+        }
+        simxen_xs_fire(shutdown);
+    }
+}
+
+int simxen_xs_set(const char *path, const char *value)
+{
+    unsigned int i, freeslot = MAX_NODES;
+    char *copy = strdup(value);
+
+    if (!copy)
+        return -1;
+    for (i = 0; i < MAX_NODES; i++) {
+        if (nodes[i].path && !strcmp(nodes[i].path, path)) {
+            free(nodes[i].value);
+            nodes[i].value = copy;
+            goto written;
+        }
+        if (!nodes[i].path && freeslot == MAX_NODES)
+            freeslot = i;
+    }
+    if (freeslot == MAX_NODES || !(nodes[freeslot].path = strdup(path))) {
+        free(copy);
+        errno = ENOSPC;
+        return -1;
+    }
+    nodes[freeslot].value = copy;
+ written:
+    simxen_xs_fire(path);
+    guest_sees_write(path, value);
+    return 0;
+}
+
+void simxen_xs_fire(const char *path)
+{
+    struct simxen_watch_sink *s;
+
+    for (s = watch_sinks; s; s = s->next)
+        s->fire(s, path);
+}
+
+void simxen_watch_subscribe(struct simxen_watch_sink *sink)
+{
+    sink->next = watch_sinks;
+    watch_sinks = sink;
+}
+
+void simxen_watch_unsubscribe(struct simxen_watch_sink *sink)
+{
+    struct simxen_watch_sink **p;
+
+    for (p = &watch_sinks; *p; p = &(*p)->next) {
+        if (*p == sink) {
+            *p = sink->next;
+            return;
+        }
+    }
+}
+
+/* ---------------------------------------------------------- evtchn, log */
+
+void simxen_evtchn_subscribe(struct simxen_evtchn_sink *sink)
+{
+    sink->next = evtchn_sinks;
+    evtchn_sinks = sink;
+}
+
+void simxen_evtchn_unsubscribe(struct simxen_evtchn_sink *sink)
+{
+    struct simxen_evtchn_sink **p;
+
+    for (p = &evtchn_sinks; *p; p = &(*p)->next) {
+        if (*p == sink) {
+            *p = sink->next;
+            return;
+        }
+    }
+}
+
+void simxen_log(xentoollog_logger *lg, xentoollog_level level, int errnoval,
+                const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (lg && lg->vmessage) {
+        lg->vmessage(lg, level, errnoval, "xc", fmt, ap);
+    } else if (level >= XTL_WARN) {
+        fprintf(stderr, "xc: %s: ", level >= XTL_ERROR ? "error" : "warning");
+        vfprintf(stderr, fmt, ap);
+        if (errnoval >= 0)
+            fprintf(stderr, ": %s", strerror(errnoval));
+        fputc('\n', stderr);
+    }
+    va_end(ap);
+}

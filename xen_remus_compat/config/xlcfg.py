@@ -1,0 +1,404 @@
+"""The domain model -> xl.cfg(5) text for Xen 4.17's ``xl create``.
+
+Contract: ``docs/internals.md`` (``config/xlcfg.py``).  What we write is
+what Debian's real ``xl -N create`` must parse to the JSON that
+:func:`~xen_remus_compat.config.libxl_json.domain_to_libxl` gives for the
+same domain, field by field (``tests/conformance/test_roundtrip.py``); the
+shared policies (command line, firmware, device model, VNC merge, vcpu
+bitmap) live in ``libxl_json.py`` so the two cannot drift.
+
+Syntax facts (libxlutil 4.17 ``libxlu_cfg_l.l``/``libxlu_cfg.c``): a
+quoted string may hold any byte but its quote, a backslash and a newline;
+the escapes that work are ``\\\\ \\" \\' \\n \\r \\t \\a \\b \\f \\v`` (the
+numeric ``\\x``/``\\ooo`` escapes are broken: the character is dropped), a
+NUL cannot be represented at all, and numbers cannot be negative (a
+negative value is written as a quoted string, which ``xlu_cfg_get_long``
+parses with ``strtol``).  Every item with no xl equivalent becomes a
+``# untranslated: key = value  (reason)`` comment and an entry in
+:attr:`XlConfig.untranslated`.  Decisions: ``docs/decisions.d/config.md``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from ..errors import ConfigError, InputError, UntranslatableError
+from .model import Domain
+from . import libxl_json as lj
+
+log = logging.getLogger("xen_remus_compat")
+
+__all__ = ["XlConfig", "to_xlcfg", "quote"]
+
+Value = Union[int, bool, str, List[str]]
+
+#: Why a kept key has no xl equivalent (keys of ``extra``/``image_extra``).
+REASONS: Dict[str, str] = {
+    "online_vcpus": "runtime state of the running domain",
+    "up_time": "runtime state of the running domain",
+    "shutdown_reason": "runtime state of the running domain",
+    "memory_dynamic_min": "xend ballooning range; xl has memory/maxmem only",
+    "memory_dynamic_max": "xend ballooning range; xl has memory/maxmem only",
+    "on_xend_start": "xend daemon start policy; xl has no daemon",
+    "on_xend_stop": "xend daemon stop policy; xl has no daemon",
+    "features": "xend PV feature string; xl has no such key",
+    "notes": "ELF notes xend read from the kernel; not configuration",
+    "superpages": "xend-only option",
+    "nomigrate": "not carried over (xl nomigrate would forbid Remus)",
+    "tsc_mode": "xend integer tsc_mode not carried over",
+    "videoram": "PV framebuffer memory; xl has no PV videoram",
+    "pci": "xend image-level pci list; PCI devices are translated from (device (pci))",
+    "vcpus": "duplicate of the top-level vcpus",
+    "device": "device class with no xl equivalent",
+    "cpu_weight": "xend 3.0 relative weight (float), not a credit weight",
+    "security_label": "xend security label; see xl seclabel",
+    "image_type": "kernel image type; xl boots it as a PV kernel",
+    "location": "runtime state (where xend put the console/VNC server)",
+    "uuid": "xend device UUID; xl assigns its own",
+    "driver": "xend frontend driver note",
+    "VDI": "Xen-API VDI reference; xl has no VDIs",
+    "backend": "non-default backend domain",
+    "device_model": "PV framebuffer device model; xl starts its own qemu for a vfb",
+    "dev": "xend vif backend device name; xl names vifs vif<domid>.<devid>",
+}
+DEFAULT_REASON = "no xl equivalent"
+
+
+@dataclass
+class XlConfig:
+    """An xl.cfg text and what could not be expressed in it."""
+
+    text: str
+    untranslated: List[Tuple[str, str]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------
+# Lexical
+# --------------------------------------------------------------------------
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def quote(text: str, q: str = '"', *, key: str = "value") -> str:
+    """*text* as an xl.cfg quoted string; ConfigError for what xl cannot
+    hold (NUL, text that is not valid Unicode)."""
+    if "\0" in text:
+        raise ConfigError(f"{key}: contains a NUL character, which xl.cfg "
+                          f"cannot represent")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{key}: not valid text ({exc.reason} at "
+                          f"position {exc.start})") from None
+    out = [q]
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch == q:
+            out.append("\\" + q)
+        else:
+            out.append(ch)
+    out.append(q)
+    return "".join(out)
+
+
+def _render(value: Value, key: str) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value) if value >= 0 else quote(str(value), key=key)
+    if isinstance(value, str):
+        return quote(value, key=key)
+    return "[ " + ", ".join(quote(v, "'", key=key) for v in value) + " ]"
+
+
+def _oneline(value: Any) -> str:
+    """A kept value for a comment: quoted so that it stays on one line."""
+    if isinstance(value, list) and all(not isinstance(v, list) for v in value) \
+            and len(value) == 1:
+        value = value[0]
+    if isinstance(value, list):
+        from .. import sxp
+        try:
+            text = sxp.to_string(value)
+        except Exception:               # not an sxpr: show it as JSON
+            text = json.dumps(value)
+    elif isinstance(value, (dict, bool)) or value is None:
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    text = text.replace("\0", "\\0")
+    try:
+        return quote(text)
+    except ConfigError:
+        return quote(text.encode("utf-8", "backslashreplace").decode("ascii"))
+
+
+# --------------------------------------------------------------------------
+# Writer
+# --------------------------------------------------------------------------
+
+class _Out:
+    def __init__(self) -> None:
+        self.lines: List[str] = []
+        self.untranslated: List[Tuple[str, str]] = []
+        self.comments: List[str] = []
+
+    def set(self, key: str, value: Optional[Value]) -> None:
+        if value is None or value == []:
+            return
+        self.lines.append(f"{key} = {_render(value, key)}")
+
+    def skip(self, key: str, value: Any, reason: str) -> None:
+        self.untranslated.append((key, reason))
+        self.comments.append(f"# untranslated: {key} = {_oneline(value)}  ({reason})")
+
+    def text(self) -> str:
+        lines = list(self.lines)
+        if self.comments:
+            lines.append("")
+            lines.extend(self.comments)
+        return "\n".join(lines) + "\n"
+
+
+def _flag(v: Optional[bool]) -> Optional[int]:
+    return None if v is None else int(bool(v))
+
+
+def to_xlcfg(dom: Domain, *, remus: str = "script") -> XlConfig:
+    """xl.cfg text for *dom*; *remus* selects how a legacy remus disk is
+    written (``diskspec.format_xl``)."""
+    out = _Out()
+    if dom.domid == 0:
+        raise UntranslatableError(
+            f"domain {dom.name or 0} is Domain-0 (the host itself); it has no xl.cfg")
+    if not dom.name:
+        raise UntranslatableError("the domain has no name, which xl requires")
+    out.set("name", dom.name)
+    out.set("uuid", dom.uuid)
+    out.set("type", dom.type)
+    _memory(dom, out)
+    _vcpus(dom, out)
+    _boot(dom, out)
+    for key in lj.SHUTDOWN_KEYS:
+        value = getattr(dom, key)
+        if value:
+            out.set(key, lj.xl_action(value))
+    localtime = lj._localtime(dom)
+    out.set("localtime", _flag(localtime))
+    if dom.type == "hvm":
+        _hvm(dom, out)
+    _devices(dom, out, remus)
+    _leftovers(dom, out)
+    return XlConfig(text=out.text(), untranslated=out.untranslated)
+
+
+def _memory(dom: Domain, out: _Out) -> None:
+    out.set("memory", dom.memory)
+    if dom.maxmem is not None:
+        out.set("maxmem", dom.maxmem)
+    if dom.shadow_memory:
+        out.set("shadow_memory", dom.shadow_memory)
+
+
+def _vcpus(dom: Domain, out: _Out) -> None:
+    bits = lj.avail_vcpu_bits(dom)
+    if bits is not None:
+        online = len(bits)
+        out.set("vcpus", online)
+        limit = lj.max_vcpus(dom)
+        if limit is not None and limit != online:
+            out.set("maxvcpus", limit)
+        if bits != list(range(online)):
+            out.skip("vcpu_avail", dom.vcpu_avail,
+                     f"xl brings vcpus 0-{online - 1} online; the bitmap "
+                     f"{format(dom.vcpu_avail or 0, '#b')} cannot be expressed")
+    if dom.vcpu_affinity:
+        out.set("cpus", list(dom.vcpu_affinity))
+    elif dom.cpus:
+        out.set("cpus", dom.cpus)
+    out.set("cpu_weight", dom.cpu_weight)
+    out.set("cap", dom.cpu_cap)
+    if dom.hvm is not None and dom.type == "hvm":
+        out.set("hap", _flag(dom.hvm.hap))
+
+
+def _boot(dom: Domain, out: _Out) -> None:
+    kernel, ramdisk, dropped = lj.boot_files(dom)
+    for key, value, reason in dropped:
+        out.skip(key, value, reason)
+    if dom.type != "hvm" and not kernel and not dom.bootloader:
+        raise UntranslatableError(
+            f"domain {dom.name}: a {dom.type.upper()} guest needs a kernel or a "
+            f"bootloader and this one has neither")
+    out.set("kernel", kernel)
+    out.set("ramdisk", ramdisk)
+    cmdline, ignored = lj.effective_cmdline(dom)
+    out.set("cmdline", cmdline)
+    for key in ignored:
+        out.skip(key, dom.root if key == "root" else dom.extra_args,
+                 "ignored by xl when cmdline is set")
+    out.set("bootloader", dom.bootloader)
+    if dom.bootloader_args:
+        try:
+            out.set("bootloader_args", lj.bootloader_argv(dom) or None)
+        except ConfigError as exc:
+            out.skip("bootloader_args", dom.bootloader_args, exc.message)
+
+
+def _hvm(dom: Domain, out: _Out) -> None:
+    hvm = dom.hvm
+    if hvm is None:
+        return
+    firmware, dropped = lj.hvm_firmware(dom)
+    out.set("firmware", firmware)
+    if dropped:
+        out.skip(dropped[0], hvm.loader or dom.kernel, dropped[1])
+    dm, dropped = lj.device_model(dom)
+    if dm:
+        out.set("device_model_override", dm)
+        out.set("device_model_version", "qemu-xen")
+    if dropped:
+        out.skip(dropped[0], hvm.device_model, dropped[1])
+    out.set("boot", hvm.boot)
+    for key in ("acpi", "apic", "pae", "hpet", "viridian", "nographic", "stdvga"):
+        out.set(key, _flag(getattr(hvm, key)))
+    out.set("videoram", hvm.videoram)
+    if hvm.rtc_timeoffset:
+        out.set("rtc_timeoffset", hvm.rtc_timeoffset)
+    if hvm.timer_mode is not None:
+        if 0 <= hvm.timer_mode < len(lj.TIMER_MODES):
+            out.set("timer_mode", lj.TIMER_MODES[hvm.timer_mode])
+        else:
+            out.skip("timer_mode", hvm.timer_mode, "not one of xend's modes 0-3")
+    out.set("usb", _flag(hvm.usb))
+    _one_or_list(out, "usbdevice", hvm.usbdevice)
+    out.set("soundhw", hvm.soundhw)
+    _one_or_list(out, "serial", hvm.serial)
+    out.set("xen_platform_pci", _flag(hvm.xen_platform_pci))
+    if hvm.parallel:
+        out.skip("parallel", hvm.parallel if len(hvm.parallel) > 1 else hvm.parallel[0],
+                 "xl has no parallel port option (libxl gives qemu-xen none)")
+    if hvm.monitor is not None:
+        out.skip("monitor", int(hvm.monitor), "xl has no qemu monitor option")
+    if hvm.cdrom and not any(d.origin == "image-cdrom" or
+                             (d.vdev == "hdc" and d.target == hvm.cdrom)
+                             for d in dom.disks):
+        out.skip("cdrom", hvm.cdrom, "hdc is already taken by another disk")
+    g = lj.hvm_graphics(dom)
+    out.set("vnc", _flag(g.get("vnc")))
+    out.set("vnclisten", g.get("vnclisten"))
+    if g.get("vncdisplay"):
+        out.set("vncdisplay", g["vncdisplay"])
+    out.set("vncunused", _flag(g.get("vncunused")))
+    out.set("vncpasswd", g.get("vncpasswd"))
+    out.set("keymap", g.get("keymap"))
+    out.set("sdl", _flag(g.get("sdl")))
+    out.set("opengl", _flag(g.get("opengl")))
+    out.set("display", g.get("display"))
+    out.set("xauthority", g.get("xauthority"))
+
+
+def _one_or_list(out: _Out, key: str, values: Sequence[str]) -> None:
+    """One value as a string, several as a list (xl reads either)."""
+    if len(values) == 1:
+        out.set(key, values[0])
+    elif values:
+        out.set(key, list(values))
+
+
+_VFB_KEYS = ("vnc", "vnclisten", "vncdisplay", "vncunused", "vncpasswd",
+             "keymap", "sdl", "opengl", "display", "xauthority")
+
+
+def _devices(dom: Domain, out: _Out, remus: str) -> None:
+    from . import diskspec, vifspec
+    disks: List[str] = []
+    for disk in dom.disks:
+        try:
+            disks.append(diskspec.format_xl(disk, remus=remus))
+        except InputError as exc:
+            out.skip(f"disk[{disk.vdev}]", disk.uname or disk.target or "", exc.message)
+    out.set("disk", disks)
+    vifs: List[str] = []
+    for index, nic in enumerate(dom.nics):
+        try:
+            vifs.append(vifspec.format_xl(nic))
+        except InputError as exc:
+            out.skip(f"vif[{index}]", nic.mac or "", exc.message)
+    out.set("vif", vifs)
+    if dom.type != "hvm":
+        specs = []
+        for index, g in enumerate(lj.pv_vfbs(dom)):
+            items = []
+            for key in _VFB_KEYS:
+                value = g.get(key)
+                if value is None or (key == "vncdisplay" and not value):
+                    continue
+                text = str(int(value)) if isinstance(value, bool) else str(value)
+                if "," in text:
+                    out.skip(f"vfb[{index}].{key}", text,
+                             "xl's vfb list cannot hold a comma")
+                    continue
+                items.append(f"{key}={text}")
+            specs.append(",".join(items))
+        out.set("vfb", specs)
+        if dom.vkb and not specs:
+            out.skip("vkbd", 1, "xl adds a PV keyboard only with a vfb")
+        if dom.serial:
+            out.skip("serial", dom.serial, "PV consoles are implicit in xl")
+    pcis: List[str] = []
+    for pci in dom.pci:
+        spec = pci.bdf
+        for key, value in pci.options:
+            if "," in str(value) or "=" in str(key):
+                out.skip(f"pci[{pci.bdf}].{key}", value, "value cannot hold a comma")
+                continue
+            spec += f",{key}={value}"
+        pcis.append(spec)
+        for key, value in pci.extra:
+            _report(out, f"pci[{pci.bdf}].{key}", key, value)
+    out.set("pci", pcis)
+
+
+def _report(out: _Out, label: str, key: str, value: Any) -> None:
+    if value in ([], "", [""], None, {}):
+        return
+    reason = REASONS.get(key)
+    if reason is None and key.startswith("libxl:"):
+        reason = "libxl setting this converter does not carry"
+    elif reason is None and key.startswith("/"):
+        reason = "libvirt element this converter does not carry"
+    out.skip(label, value, reason or DEFAULT_REASON)
+
+
+def _leftovers(dom: Domain, out: _Out) -> None:
+    if dom.description:
+        out.skip("description", dom.description, "xl.cfg has no description")
+    for key, value in dom.extra:
+        if key == "device" and isinstance(value, list) and value and \
+                isinstance(value[0], list) and value[0][:1] == ["vkbd"]:
+            continue            # a PV keyboard: xl adds one per vfb
+        if key == "device" and isinstance(value, list) and value and \
+                isinstance(value[0], list) and value[0][:1] == ["console"]:
+            continue            # the PV console: implicit in xl
+        _report(out, key, key, value)
+    for key, value in dom.image_extra:
+        if key == "image_type" and value in (["linux"], ["hvm"]):
+            continue
+        _report(out, f"image.{key}", key, value)
+    if dom.hvm is not None:
+        for key, value in dom.hvm.extra:
+            _report(out, f"image.{key}", key, value)
+    for disk in dom.disks:
+        for key, value in disk.extra:
+            _report(out, f"disk[{disk.vdev}].{key}", key, value)
+    for index, nic in enumerate(dom.nics):
+        for key, value in nic.extra:
+            _report(out, f"vif[{index}].{key}", key, value)
+    for index, vfb in enumerate(dom.vfbs):
+        for key, value in vfb.extra:
+            _report(out, f"vfb[{index}].{key}", key, value)

@@ -1,0 +1,236 @@
+"""The backup side of ``xl remus``: receive a checkpointed stream, fail over.
+
+Behaviour of ``xl migrate-receive -r`` (xl-side.md §2.2, §3.1, §3.6; Xen 4.17
+``xl_migrate.c: migrate_receive``, ``libxl_stream_read.c``,
+``xg_sr_restore.c: restore/handle_checkpoint``):
+
+* write the 54-byte banner, then read the xl header + JSON config and the
+  stream; nothing else is ever written back in Remus mode;
+* the records of an epoch are buffered and applied only when its libxl
+  ``CHECKPOINT_END`` has arrived;
+* when the stream breaks (EOF, read error, a record that cannot be read)
+  after at least one complete checkpoint, the partial epoch is dropped and
+  the domain is finished from the last complete checkpoint (failover); a
+  libxc ``END`` after checkpoints is a failover too (libxc stops reading);
+* a break before the first checkpoint completes is a failure.
+
+Without a hypervisor there is no domain to build; ``sim=True`` materialises
+the guest memory (pfn -> 4096 bytes) so it can be compared with
+:mod:`.simpage`.  One deliberate difference from xl: records are checked as
+they arrive, so a malformed record in an epoch makes *that* epoch
+incomplete and we fail over, where libxc would only notice while applying
+the epoch and abort (docs/decisions.d/stream.md).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from . import libxc, simpage, xl
+from .reader import Header, Mark, StreamWalker
+from .records import Record
+from .source import (StreamError, StreamLike, StreamReadError,
+                     StreamTruncated, open_source)
+
+log = logging.getLogger("xen_remus_compat")
+
+
+@dataclass
+class ReceiveResult:
+    """What arrived and what the backup would run (see module docstring).
+
+    ``checkpoints``: complete checkpoints; ``pages_per_checkpoint[k]``:
+    pages (with data) received in epoch ``k`` (the first one includes the
+    whole live migration); ``committed_offset``: where the last consistent
+    state ends; ``ended``: ``end`` (libxl END), ``libxc-end``, ``eof`` (at
+    a record boundary), ``truncated`` (inside a header or record),
+    ``read-error`` or ``error`` (malformed data).
+    """
+
+    source: str
+    fmt: str = ""
+    config: Optional[dict] = None
+    domain_name: Optional[str] = None
+    guest: Optional[str] = None
+    checkpoints: int = 0
+    pages_per_checkpoint: List[int] = field(default_factory=list)
+    bytes: int = 0
+    committed_offset: Optional[int] = None
+    plain: bool = False
+    failover_ok: bool = False
+    ended: str = ""
+    error: Optional[str] = None
+    error_offset: Optional[int] = None
+    errno: Optional[int] = None
+    discarded_records: int = 0
+    discarded_pages: int = 0
+    warnings: List[str] = field(default_factory=list)
+    memory: Optional[Dict[int, bytes]] = field(default=None, repr=False)
+
+    def page_versions(self) -> Dict[int, Optional[int]]:
+        """pfn -> simpage version (None where the page is not a sim page)."""
+        out: Dict[int, Optional[int]] = {}
+        for pfn, data in (self.memory or {}).items():
+            decoded = simpage.decode(data)
+            out[pfn] = decoded[1] if decoded and decoded[0] == pfn else None
+        return out
+
+    def bad_sim_pages(self) -> List[int]:
+        """pfns whose content does not follow the simpage contract."""
+        return sorted(p for p, v in self.page_versions().items() if v is None)
+
+    def as_dict(self) -> dict:
+        """JSON-able summary (memory summarised, not included)."""
+        out = {k: getattr(self, k) for k in (
+            "source", "fmt", "domain_name", "guest", "checkpoints",
+            "pages_per_checkpoint", "bytes", "committed_offset", "plain",
+            "failover_ok", "ended", "error", "error_offset", "errno",
+            "discarded_records", "discarded_pages", "warnings")}
+        if self.memory is not None:
+            out["memory_pages"] = len(self.memory)
+            out["bad_sim_pages"] = len(self.bad_sim_pages())
+        return out
+
+
+class ReceiveFailed(StreamError):
+    """The stream broke before any consistent state: no failover possible.
+
+    ``result`` holds everything known (xl: "Domain creation failed").
+    """
+
+    def __init__(self, message: str, result: ReceiveResult, **kw) -> None:
+        super().__init__(message, **kw)
+        self.result = result
+
+
+def _write_banner(back_channel) -> None:
+    if isinstance(back_channel, int):
+        data = memoryview(xl.BANNER)
+        while data:
+            data = data[os.write(back_channel, data):]
+    else:
+        back_channel.write(xl.BANNER)
+        back_channel.flush()
+
+
+class _Epochs:
+    """Pages and records of the epoch in flight, and the committed memory."""
+
+    def __init__(self, sim: bool) -> None:
+        self.sim = sim
+        self.memory: Optional[Dict[int, bytes]] = {} if sim else None
+        self.pending: Dict[int, bytes] = {}
+        self.pages = 0
+        self.records = 0
+        self.vcpu_basic: set = set()
+
+    def add(self, rec: Record) -> None:
+        self.records += 1
+        if rec.type != libxc.PAGE_DATA:
+            return
+        for pfn, _ptype, view in rec.info.pages(rec.body):
+            if view is None:       # XTAB/XALLOC/BROKEN: no content
+                continue
+            self.pages += 1
+            if self.sim:
+                self.pending[pfn] = bytes(view)
+
+    def commit(self, state: libxc.State) -> int:
+        pages = self.pages
+        if self.memory is not None:
+            self.memory.update(self.pending)
+        self.vcpu_basic = set(state.vcpu_basic)
+        self.pending, self.pages, self.records = {}, 0, 0
+        return pages
+
+
+def receive(stream: StreamLike, *, back_channel=None, sim: bool = False,
+            fmt: str = "xl", source: Optional[str] = None,
+            strict: bool = False,
+            on_checkpoint: Optional[Callable[[int, ReceiveResult], None]] = None
+            ) -> ReceiveResult:
+    """Receive one stream; return the result of the failover.
+
+    *back_channel* (an fd or binary file) gets the banner first, as from
+    ``xl migrate-receive``; ``None`` writes nothing (reading a file).
+    Raises :class:`ReceiveFailed` when no checkpoint was complete.
+    """
+    if back_channel is not None:
+        _write_banner(back_channel)
+    with open_source(stream, source=source) as src:
+        result = ReceiveResult(source=src.source)
+        walker = StreamWalker(src, fmt=fmt, strict=strict, keep_bodies=sim)
+        epochs = _Epochs(sim)
+        result.memory = epochs.memory       # committed pages, live
+        try:
+            for ev in walker.events():
+                if isinstance(ev, Record):
+                    if ev.layer == "libxc":
+                        epochs.add(ev)
+                elif isinstance(ev, Header):
+                    if ev.kind == "xl":
+                        result.config = walker.config
+                        result.domain_name = xl.config_name(walker.config)
+                    elif ev.kind == "libxc-domain":
+                        result.guest = str(ev.value)
+                elif isinstance(ev, Mark):
+                    if ev.kind == "checkpoint":
+                        result.pages_per_checkpoint.append(
+                            epochs.commit(walker.state))
+                        result.checkpoints = ev.number
+                        result.committed_offset = ev.offset
+                        log.debug("receiver: checkpoint %d complete at %d",
+                                  ev.number, ev.offset)
+                        if on_checkpoint is not None:
+                            on_checkpoint(ev.number, result)
+                    elif ev.kind == "libxc-end":
+                        if result.checkpoints:     # libxc stops reading
+                            result.ended = "libxc-end"
+                            break
+                        result.pages_per_checkpoint.append(
+                            epochs.commit(walker.state))
+                        result.plain = True
+                        result.committed_offset = ev.offset
+                    elif ev.kind == "end":
+                        result.ended = "end"
+            else:
+                result.ended = result.ended or "end"
+        except StreamError as exc:
+            result.ended = ("read-error" if isinstance(exc, StreamReadError)
+                            else "truncated" if isinstance(exc, StreamTruncated)
+                            and exc.got else "eof"
+                            if isinstance(exc, StreamTruncated) else "error")
+            result.error = str(exc)
+            result.error_offset = exc.offset
+            result.errno = exc.errno
+            cause: Optional[StreamError] = exc
+        else:
+            cause = None
+        result.fmt = walker.fmt
+        result.bytes = src.offset
+    result.discarded_records = epochs.records
+    result.discarded_pages = epochs.pages
+    result.warnings = [f"offset {at}: {msg}" for at, msg in walker.rules.warnings]
+    if result.checkpoints == 0 and not result.plain:
+        why = cause.message if cause is not None else "no checkpoint in stream"
+        raise ReceiveFailed(
+            f"migration stream broke before the first checkpoint was "
+            f"complete: {why}", result, source=result.source,
+            offset=cause.offset if cause is not None else result.bytes,
+            errno=cause.errno if cause is not None else None)
+    if result.guest == "pv" and 0 not in epochs.vcpu_basic:
+        result.failover_ok = False
+        result.error = (result.error + "; " if result.error else "") + \
+            "Sender didn't send vcpu0's basic state"
+        raise ReceiveFailed("cannot build the domain from the last "
+                            "checkpoint: Sender didn't send vcpu0's basic "
+                            "state", result, source=result.source,
+                            offset=result.committed_offset)
+    result.failover_ok = True
+    if result.checkpoints:
+        log.info("receiver: Remus failover to checkpoint %d of %s (%s)",
+                 result.checkpoints, result.domain_name or result.source,
+                 result.ended)
+    return result

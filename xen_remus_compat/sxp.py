@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import functools
+import gc
 import io as _io
 import logging
 import os
@@ -657,6 +658,12 @@ def _loads(text, *, source, lenient, legacy_escapes, ascii_only,
                ascii_only=ascii_only, source=source)
     warnings: List[ParseError] = []
     p._warn = warnings.append
+    # The reader builds a tree, never a cycle, so cyclic-GC passes while it
+    # runs find nothing; on big inputs they made parsing super-linear
+    # (bench/config.py).  Pause the collector for those, and restore it.
+    pause = len(text) > _GC_PAUSE_MIN and gc.isenabled()
+    if pause:
+        gc.disable()
     try:
         if text:
             p._feed(text)
@@ -666,11 +673,17 @@ def _loads(text, *, source, lenient, legacy_escapes, ascii_only,
         if remap is not None:
             remap(e)
         raise
+    finally:
+        if pause:
+            gc.enable()
     for w in warnings:
         if remap is not None:
             remap(w)
         log.warning("%s", w)
     return p.val
+
+
+_GC_PAUSE_MIN = 256 * 1024
 
 
 def _decode_utf8(data: bytes, source: str) -> str:

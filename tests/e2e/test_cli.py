@@ -36,7 +36,7 @@ UUID_OF = {
 }
 PROG = "xen-remus-compat"
 TIMEOUT = 20.0          # hard limit for one child
-FAST = 5.0              # "finishes within a few seconds"
+FAST = 5.0              # "finishes within a few seconds" (CPU seconds)
 RSS_LIMIT_KB = 500 * 1024
 #: ``xen-remus-compat: SOURCE:LINE:COL: MESSAGE``
 POSITIONED = re.compile(r"^xen-remus-compat: (?P<src>.+?):(?P<line>\d+):(?P<col>\d+): (?P<msg>\S.*)$")
@@ -45,12 +45,17 @@ POSITIONED = re.compile(r"^xen-remus-compat: (?P<src>.+?):(?P<line>\d+):(?P<col>
 # ---------------------------------------------------------------- helpers
 
 class Run:
-    def __init__(self, rc, out, err, seconds, maxrss_kb):
+    """A finished run; ``seconds`` is the child's CPU time (user + system),
+    which other jobs on a busy machine do not inflate, ``wall`` its
+    wall-clock time."""
+
+    def __init__(self, rc, out, err, seconds, maxrss_kb, wall=0.0):
         self.rc, self.out, self.err = rc, out, err
-        self.seconds, self.maxrss_kb = seconds, maxrss_kb
+        self.seconds, self.maxrss_kb, self.wall = seconds, maxrss_kb, wall
 
     def __repr__(self):
-        return (f"Run(rc={self.rc}, {self.seconds:.2f}s, {self.maxrss_kb} KiB,\n"
+        return (f"Run(rc={self.rc}, cpu {self.seconds:.2f}s, wall {self.wall:.2f}s, "
+                f"{self.maxrss_kb} KiB,\n"
                 f"stdout={self.out[:2000]!r},\nstderr={self.err[:2000]!r})")
 
 
@@ -72,13 +77,13 @@ def cli(*args, timeout=TIMEOUT, cwd=None) -> Run:
                 pytest.fail(f"{PROG} {' '.join(map(str, args))[:200]} did not "
                             f"finish within {timeout}s")
             time.sleep(0.005)
-        seconds = time.monotonic() - start
+        wall = time.monotonic() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         fout.seek(0)
         ferr.seek(0)
         return Run(proc.returncode, fout.read().decode("utf-8", "replace"),
-                   ferr.read().decode("utf-8", "replace"), seconds,
-                   usage.ru_maxrss)
+                   ferr.read().decode("utf-8", "replace"),
+                   usage.ru_utime + usage.ru_stime, usage.ru_maxrss, wall)
 
 
 def inproc(*args):

@@ -280,7 +280,7 @@ cp.close()
      ("error", "suspend callback returned a false value", 1)),
     ("postcopy-zero", dict(suspend=[None, None], postcopy=[0, None],
                            checkpoint=[True, True]),
-     ("error", "postcopy callback returned a false value", 1)),
+     ("error", "postcopy callback returned a false value", 2)),
     ("checkpoint-empty-str", dict(suspend=[None, None], postcopy=[None, None],
                                   checkpoint=["", "yes"]),
      ("ret", "None", 2)),
@@ -327,12 +327,17 @@ cp = C.checkpointer()
 cp.open(1)
 with open(STREAM, "wb") as f:
     cp.start(f, s, None, ckpt, ARGS["interval"], 0)
+for _ in range(100):                # a joined thread leaves /proc shortly after
+    if tasks() == 1:
+        break
+    time.sleep(0.005)
+after = (mask(), tasks())
 during = []
 t = threading.Thread(target=lambda: during.append(mask()))
 t.start(); t.join()
 cp.close()
 gaps = [round((b - a) * 1000, 2) for a, b in zip(times, times[1:])]
-emit(before=before, after=(mask(), tasks()), thread_mask=during[0], gaps=gaps)
+emit(before=before, after=after, thread_mask=during[0], gaps=gaps)
 '''
 
 
@@ -516,7 +521,7 @@ def test_argument_rules_and_module_surface(tmp_path):
     attempt("interval-str", lambda: cp.start(f, None, None, None, "x"))
     calls = []
     attempt("keywords", lambda: cp.start(iofile=f.fileno(),
-                                         checkpoint_cb=lambda: calls.append(1)))
+                                         checkpoint_cb=lambda: calls.append(1) or False))
     out["keyword-calls"] = len(calls)
     out["domid"] = cp.domid
     attempt("close", lambda: cp.close())
@@ -596,7 +601,7 @@ def test_open_failure_keeps_errno(tmp_path):
 FAILING = '''
 cp = C.checkpointer()
 cp.open(1)
-cp.suspend_timeout = ARGS.get("timeout", 5000)
+cp.suspend_timeout = ARGS.get("suspend_timeout", 5000)
 n = [0]
 def ckpt():
     n[0] += 1
@@ -622,7 +627,8 @@ cp.close()
 ])
 def test_a_guest_that_does_not_suspend_is_waited_for_boundedly(tmp_path, path, text):
     child = run_child(tmp_path, FAILING, SimDomain(pages=128, suspend=path,
-                                                   fail=("suspend@3",)), timeout=200)
+                                                   fail=("suspend@3",)),
+                      suspend_timeout=200)
     res = child.result
     assert res["error"] == {"type": "error", "msg": text, "errno": errno.ETIMEDOUT}
     assert res["guest"] == "running" and res["elapsed"] < 3

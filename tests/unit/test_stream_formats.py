@@ -161,3 +161,44 @@ def test_record_type_tables_match_appendix_a():
         "CHECKPOINT_DIRTY_PFN_LIST": 0xF, "STATIC_DATA_END": 0x10,
         "X86_CPUID_POLICY": 0x11, "X86_MSR_POLICY": 0x12}
     assert libxc.MAX_BODY == 128 << 20 and libxc.MAX_BATCH == 1024
+
+
+def test_read_banner_accepts_the_banner_in_pieces():
+    import os
+    r, w = os.pipe()
+    try:
+        os.write(w, xl.BANNER[:10])
+        os.write(w, xl.BANNER[10:])
+        writer.read_banner(r)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_read_banner_quotes_what_arrived_instead():
+    import os
+    from xen_remus_compat.stream.source import StreamError
+    r, w = os.pipe()
+    try:
+        os.write(w, b"bash: xl: command not found\n")
+        os.close(w)
+        w = None
+        with pytest.raises(StreamError, match="banner contained unexpected "
+                           "data .*command not found"):
+            writer.read_banner(r)
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+
+
+def test_write_all_loops_over_short_writes(monkeypatch):
+    import os
+    calls = []
+
+    def short_write(fd, data):
+        calls.append(bytes(data[:3]))
+        return min(3, len(data))
+    monkeypatch.setattr(os, "write", short_write)
+    writer.write_all(99, b"abcdefgh")
+    assert b"".join(calls) == b"abcdefgh" and len(calls) == 3

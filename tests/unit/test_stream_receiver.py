@@ -211,3 +211,16 @@ def test_property_failover_memory_is_the_last_complete_checkpoint(
     if res is not None:
         # never a partial epoch: every page is at its version of checkpoint k
         assert res.page_versions() == s.versions[res.checkpoints - 1]
+
+
+def test_pages_without_data_do_not_change_memory():
+    import struct
+    s = simstream.build_stream(3, [])
+    body = struct.pack("<IIQQ", 2, 0, (0xF << 60) | 1, 2) + simpage.page_bytes(2, 5)
+    epoch = (libxc.pack_record(libxc.PAGE_DATA, body) + libxc.x86_tsc_info()
+             + libxc.shared_info() + libxc.x86_pv_vcpu(
+                 libxc.X86_PV_VCPU_BASIC, 0, bytes(libxc.VCPU_BASIC_SIZE[8]))
+             + libxc.checkpoint() + writer.CHECKPOINT_END_RECORD)
+    res = receive(s.data + epoch, sim=True)
+    assert res.checkpoints == 2 and res.pages_per_checkpoint == [3, 1]
+    assert res.page_versions() == {0: 0, 1: 0, 2: 5}

@@ -537,7 +537,7 @@ text_atoms = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 sxprs = st.recursive(text_atoms, lambda kids: st.lists(kids, max_size=5), max_leaves=30)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.lists(sxprs, max_size=4))
 def test_round_trip(value):
     assert loads(sxp.to_string(value)) == [value]

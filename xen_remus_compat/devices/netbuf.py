@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import errno as _errno
 import os
 import signal
 import socket
@@ -125,6 +126,13 @@ class NetbufError(errors.CompatError):
     def __init__(self, message: str, *, errno: Optional[int] = None, **kw) -> None:
         super().__init__(message, **kw)
         self.errno = errno
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        name = _errno.errorcode.get(self.errno) if self.errno else None
+        if name and name not in text:
+            text += f" ({name}: {os.strerror(self.errno)})"
+        return text
 
 
 def _gone(e: OSError) -> bool:
@@ -293,7 +301,8 @@ class Channel:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def prepare(self, data: bytes) -> bytearray:
+    @staticmethod
+    def prepare(data: bytes) -> bytearray:
         """A reusable copy of ``data`` with NLM_F_ACK set (see :meth:`transact`)."""
         buf = bytearray(data)
         flags = struct.unpack_from("=H", buf, 6)[0] | NLM_F_ACK

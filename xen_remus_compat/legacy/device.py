@@ -19,9 +19,10 @@ Same names, signatures and messages; the work is done by
   output is unbuffered until then, as before;
 * IMQ is refused with a reason (an out-of-tree patch, gone).
 
-Module settings, for tests and unusual hosts: ``NETNS`` (network namespace
-of every NIC operation, ``None``: ours), ``POOLDIR`` (the pool table's
-directory), ``BUFFER_CLASS`` (the root qdisc driver).
+Module settings, for tests and unusual hosts: ``netlink.NETNS`` (network
+namespace of every NIC operation, ``None``: ours), ``POOLDIR`` (the pool
+table's directory), ``BUFFER_CLASS`` (the root qdisc driver), ``DRBD_RUN``
+(the command runner of DRBD disks, ``None``: the real one).
 """
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ from ..devices import blockremus, drbd, ifbpool, netbuf
 from ..log import logger
 from . import netlink, qdisc, util
 
-NETNS: Optional[str] = None
 POOLDIR = ifbpool.POOL_DIR
 BUFFER_CLASS = netbuf.PlugBuffer
+DRBD_RUN = None
 
 
 class ReplicatedDiskException(Exception):
@@ -94,7 +95,7 @@ class ReplicatedDisk(CheckpointedDevice):
     SEND_CHECKPOINT = drbd.SEND_CHECKPOINT
     WAIT_CHECKPOINT_ACK = drbd.WAIT_CHECKPOINT_ACK
 
-    def __init__(self, disk, run=None):
+    def __init__(self, disk):
         self.ctlfd = None
         self.msgfd = None
         self.is_drbd = False
@@ -114,7 +115,7 @@ class ReplicatedDisk(CheckpointedDevice):
             self.ctlfd, self.msgfd = self._impl.ctlfd, self._impl.msgfd
             self.installed = True
         else:
-            kw = {"run": run} if run is not None else {}
+            kw = {"run": DRBD_RUN} if DRBD_RUN is not None else {}
             try:
                 self._impl = drbd.DrbdDisk(rest, **kw)
             except drbd.DrbdError as e:
@@ -156,14 +157,14 @@ def getrth():
     """The shared legacy :class:`netlink.rtnl` handle (created on first use)."""
     global _rth
     if _rth is None:
-        _rth = netlink.rtnl(netns=NETNS)
+        _rth = netlink.rtnl()
     return _rth
 
 
 def _devrtnl() -> netbuf.Rtnl:
-    rtnl = _rtnls.get(NETNS)
+    rtnl = _rtnls.get(netlink.NETNS)
     if rtnl is None:
-        rtnl = _rtnls[NETNS] = netbuf.Rtnl(NETNS)
+        rtnl = _rtnls[netlink.NETNS] = netbuf.Rtnl(netlink.NETNS)
     return rtnl
 
 

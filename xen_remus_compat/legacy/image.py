@@ -41,7 +41,8 @@ def _bytes(text):
 def makeheader(dominfo):
     "create an image header from a VM dominfo sxpr"
     items = [SIGNATURE]
-    sxpr = sxp.to_string(dominfo)
+    # Python 2 wrote bytes: non-ASCII is escaped as \xhh, as it was then
+    sxpr = sxp.to_string(dominfo, escape_non_ascii=True)
     items.append(struct.pack("!i", len(_bytes(sxpr))))
     items.append(sxpr)
     return b"".join(_bytes(i) for i in items)

@@ -27,10 +27,10 @@ BUFSIZE = 32768
 class rtnl(object):
     "rtnetlink handle"
 
-    def __init__(self, netns: Optional[str] = None):
+    def __init__(self, netns: Optional[str] = None, sock: Optional[socket.socket] = None):
+        """``netns`` and ``sock`` are extensions (tests, namespaces)."""
         try:
-            sock = None
-            if netns is None:
+            if sock is None and netns is None:
                 sock = socket.socket(socket.AF_NETLINK,
                                      socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFSIZE)

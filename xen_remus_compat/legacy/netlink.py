@@ -71,6 +71,10 @@ TCA_STATS2 = 7
 TC_H_ROOT = 0xFFFFFFFF
 TC_H_INGRESS = 0xFFFFFFF1
 
+#: network namespace the handles open in (``None``: ours); for tests and for
+#: :mod:`.device`, which uses the same setting
+NETNS: Optional[str] = None
+
 
 class RTNLException(Exception):
     pass
@@ -255,11 +259,10 @@ def _cstr(data: bytes) -> str:
 
 
 class rtnl(object):
-    """rtnetlink over :class:`lowlevel_netlink.rtnl` (``netns``: an extension
-    for tests; legacy callers pass nothing)."""
+    """rtnetlink over :class:`lowlevel_netlink.rtnl`, in namespace :data:`NETNS`."""
 
-    def __init__(self, netns: Optional[str] = None):
-        self._rth = lowlevel_netlink.rtnl(netns=netns)
+    def __init__(self):
+        self._rth = lowlevel_netlink.rtnl(netns=NETNS)
         self._linkcache: Optional[Dict[int, dict]] = None
 
     def talk(self, req):

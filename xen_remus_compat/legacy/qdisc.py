@@ -34,6 +34,8 @@ TC_PLUG_CHECKPOINT = TC_PLUG_BUFFER
 TC_PLUG_RELEASE = TC_PLUG_RELEASE_ONE
 
 PLUG_LIMIT = 10000
+#: ``PlugQdisc.parse`` words (§7)
+PLUG_ACTIONS = {"checkpoint": TC_PLUG_BUFFER, "release": TC_PLUG_RELEASE_ONE}
 
 qdisc_kinds = {}
 
@@ -193,13 +195,9 @@ class PlugQdisc(Qdisc):
     def parse(self, args):
         if not args:
             raise QdiscException("no action given")
-        arg = args[0]
-        if arg == "checkpoint":
-            self.action = TC_PLUG_BUFFER
-        elif arg == "release":
-            self.action = TC_PLUG_RELEASE_ONE
-        else:
+        if args[0] not in PLUG_ACTIONS:
             raise QdiscException("unknown action")
+        self.action = PLUG_ACTIONS[args[0]]
 
 
 qdisc_kinds["prio"] = PrioQdisc

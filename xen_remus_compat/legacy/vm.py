@@ -129,7 +129,11 @@ def domtosxpr(dom):
 
 def strtosxpr(s):
     "convert a string to a python sxpr"
-    p = sxp.Parser()
+    # legacy tokenizer semantics (no EOF: a trailing bare atom is lost, empty
+    # input raises IndexError); escapes are the fixed ones unless the
+    # sxp_escapes quirk is on
+    from .. import quirks
+    p = sxp.Parser(legacy=True, legacy_escapes=quirks.get().sxp_escapes)
     p.input(s)
     return p.get_val()
 

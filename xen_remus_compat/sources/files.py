@@ -22,3 +22,58 @@ def read_sxpr_file(path: Union[str, "os.PathLike[str]"], *, continuations: bool 
     the file, line and column; ``OSError`` propagates unchanged.
     """
     return sxp.load_file(path, continuations=continuations, lenient=lenient)
+
+
+class FilesSource:
+    """The ``files`` domain source: recorded sxpr dumps and libxl JSON.
+
+    Each path may hold one domain or several (an ``xm list -l`` dump, an
+    ``xl list -l`` array); a directory is searched for ``config.sxp`` files
+    (a ``/var/lib/xend/domains`` tree).  libvirt-style fixtures with
+    backslash-newline continuations are read as libvirt read them.
+    """
+
+    name = "files"
+
+    def __init__(self, paths, *, lenient: bool = False) -> None:
+        self.paths = [os.fspath(p) for p in paths]
+        self.lenient = lenient
+
+    def _files(self):
+        for path in self.paths:
+            if os.path.isdir(path):
+                for root, _dirs, files in sorted(os.walk(path)):
+                    for f in sorted(files):
+                        if f == "config.sxp" or f.endswith((".sxp", ".sexpr", ".json")):
+                            yield os.path.join(root, f)
+            else:
+                yield path
+
+    def records(self):
+        from ..config import libxl_json, sxpr as sxprmod
+        from .base import DomainRecord
+        out = []
+        for path in self._files():
+            with open(path, "rb") as f:
+                raw = f.read()
+            head = raw.lstrip()[:1]
+            if head in (b"[", b"{"):
+                text = raw.decode("utf-8")
+                for dom in libxl_json.loads(text, source=path):
+                    out.append(DomainRecord(dom, dom.domid, state=dom.state,
+                                            source="files",
+                                            libxl_config=libxl_json.domain_to_libxl(dom)))
+                continue
+            values = sxp.load_file(path, continuations=b"\\\n" in raw,
+                                   lenient=self.lenient)
+            for value in values:
+                if not (isinstance(value, list) and value and value[0] in ("domain", "vm")):
+                    continue
+                dom = sxprmod.domain_from_sxpr(value, source=path)
+                out.append(DomainRecord(dom, dom.domid, state=dom.state,
+                                        source="files", sxpr=value))
+        return out
+
+    def open_domain(self, ref):
+        from .base import resolve
+        return resolve(ref, self.records(), "files " + ", ".join(self.paths))

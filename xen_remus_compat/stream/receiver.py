@@ -31,8 +31,7 @@ from typing import Callable, Dict, List, Optional
 from . import libxc, simpage, xl
 from .reader import Header, Mark, StreamWalker
 from .records import Record
-from .source import (StreamError, StreamLike, StreamReadError,
-                     StreamTruncated, open_source)
+from .source import StreamError, StreamLike, how_it_ended, open_source
 
 log = logging.getLogger("xen_remus_compat")
 
@@ -130,11 +129,11 @@ class _Epochs:
         self.records += 1
         if rec.type != libxc.PAGE_DATA:
             return
+        self.pages += rec.info.pages_with_data
+        if not self.sim:
+            return
         for pfn, _ptype, view in rec.info.pages(rec.body):
-            if view is None:       # XTAB/XALLOC/BROKEN: no content
-                continue
-            self.pages += 1
-            if self.sim:
+            if view is not None:       # XTAB/XALLOC/BROKEN: no content
                 self.pending[pfn] = bytes(view)
 
     def commit(self, state: libxc.State) -> int:
@@ -198,10 +197,7 @@ def receive(stream: StreamLike, *, back_channel=None, sim: bool = False,
             else:
                 result.ended = result.ended or "end"
         except StreamError as exc:
-            result.ended = ("read-error" if isinstance(exc, StreamReadError)
-                            else "truncated" if isinstance(exc, StreamTruncated)
-                            and exc.got else "eof"
-                            if isinstance(exc, StreamTruncated) else "error")
+            result.ended = how_it_ended(exc)
             result.error = str(exc)
             result.error_offset = exc.offset
             result.errno = exc.errno

@@ -71,6 +71,16 @@ class StreamReadError(StreamError):
     """The transport failed (``errno`` set): for Remus, same as EOF."""
 
 
+def how_it_ended(exc: StreamError) -> str:
+    """``read-error``, ``truncated`` (inside a structure), ``eof`` (at a
+    record boundary) or ``error`` (malformed data)."""
+    if isinstance(exc, StreamReadError):
+        return "read-error"
+    if isinstance(exc, StreamTruncated):
+        return "truncated" if exc.got else "eof"
+    return "error"
+
+
 class ByteSource:
     """Exact reads from a file object or fd, counting the offset."""
 

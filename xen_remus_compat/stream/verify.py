@@ -31,7 +31,7 @@ from . import libxc, libxl, xl
 from .reader import Header, Mark, StreamWalker
 from .records import Record, RecordBodyError
 from .source import (ByteSource, StreamError, StreamLike, StreamReadError,
-                     StreamTruncated, open_source)
+                     StreamTruncated, how_it_ended, open_source)
 
 log = logging.getLogger("xen_remus_compat")
 
@@ -88,14 +88,6 @@ class Report:
         out["last_complete_offset"] = self.last_complete_offset
         out["domain_name"] = xl.config_name(self.config)
         return out
-
-
-def _ended(exc: StreamError) -> str:
-    if isinstance(exc, StreamReadError):
-        return "read-error"
-    if isinstance(exc, StreamTruncated):
-        return "truncated" if exc.got else "eof"
-    return "error"
 
 
 def verify(stream: StreamLike, *, fmt: str = "auto", strict: bool = True,
@@ -155,7 +147,7 @@ def verify(stream: StreamLike, *, fmt: str = "auto", strict: bool = True,
             rep.ended = rep.ended or "end"
             rep.complete = True
         except StreamError as exc:
-            rep.ended = _ended(exc)
+            rep.ended = how_it_ended(exc)
             rep.error = str(exc)
             rep.error_offset = exc.offset
         rep.fmt = walker.fmt

@@ -51,6 +51,7 @@ class Session:
     domain: Optional[str] = None
     summary: Dict = field(default_factory=dict)
     error: Optional[str] = None
+    result: object = None
 
 
 def _recv_line(conn: socket.socket, limit: int = 256) -> bytes:
@@ -216,7 +217,36 @@ class ReceiverService:
             session.summary = {"bytes": relayed, "xl_status": rc, "domain": session.domain}
 
     def _run_sim(self, conn: socket.socket, session: Session) -> None:
+        """Our own receiver on the connection (simulated guest)."""
         from .stream import receiver
-        result = receiver.serve_sim_connection(conn, claim=lambda name: self._claim(session, name),
-                                               **self.sim_options)
-        session.summary = result
+        conn.sendall(xlstream.BANNER)
+        raw = read_xl_header_raw(conn)
+        self._claim(session, domain_name_of(raw))
+        stream = _Prefixed(raw, conn)
+        try:
+            result = receiver.receive(stream, sim=True, fmt="xl",
+                                      source=f"primary {session.peer}")
+        except receiver.ReceiveFailed as e:
+            result = e.result
+            session.error = str(e)
+        session.result = result
+        session.summary = result.as_dict()
+
+
+class _Prefixed:
+    """A binary reader: ``prefix`` bytes, then the socket's."""
+
+    def __init__(self, prefix: bytes, conn: socket.socket) -> None:
+        self.prefix = memoryview(prefix)
+        self.conn = conn
+        self.name = "remus-receiver connection"
+
+    def read(self, n: int = -1) -> bytes:
+        if self.prefix:
+            take = self.prefix[:n] if n >= 0 else self.prefix
+            self.prefix = self.prefix[len(take):]
+            return bytes(take)
+        try:
+            return self.conn.recv(n if n > 0 else 1 << 20)
+        except ConnectionResetError:
+            return b""

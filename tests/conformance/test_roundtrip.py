@@ -18,7 +18,6 @@ synthetic domains:
 from __future__ import annotations
 
 import ast
-import json
 import pathlib
 import re
 
@@ -28,7 +27,7 @@ from tests.conftest import tier_unavailable
 from tests.support import realxl
 from xen_remus_compat import errors
 from xen_remus_compat.config import libxl_json, sxpr, xlcfg
-from xen_remus_compat.config.model import Domain, HvmSettings, Nic, PciDev, Vfb
+from xen_remus_compat.config.model import Domain, HvmSettings, PciDev, Vfb
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 SEXPR2XML = FIXTURES / "libvirt" / "sexpr2xml"

@@ -11,7 +11,7 @@ import pytest
 
 from xen_remus_compat import errors
 from xen_remus_compat.config import libxl_json, sxpr
-from xen_remus_compat.config.model import Disk, Domain, HvmSettings, Nic, PciDev, Vfb
+from xen_remus_compat.config.model import Domain, HvmSettings, PciDev, Vfb
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"

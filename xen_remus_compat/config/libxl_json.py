@@ -345,7 +345,7 @@ def _one_or_list(d: Dict[str, Any], single: str, plural: str,
         d[plural] = list(values)
 
 
-def _pci_json(pci: PciDev, pv: bool) -> Dict[str, Any]:
+def _pci_json(pci: PciDev) -> Dict[str, Any]:
     d: Dict[str, Any] = {}
     for key, value in (("func", pci.func), ("dev", pci.slot), ("bus", pci.bus),
                        ("domain", pci.domain)):
@@ -448,7 +448,7 @@ def domain_to_libxl(dom: Domain) -> Dict[str, Any]:
         d.setdefault("devid", index)
         nics.append(d)
     _put(cfg, "nics", nics)
-    _put(cfg, "pcidevs", [_pci_json(p, dom.type != "hvm") for p in dom.pci])
+    _put(cfg, "pcidevs", [_pci_json(p) for p in dom.pci])
     if dom.type != "hvm":
         vfbs, vkbs = [], []
         for index, g in enumerate(pv_vfbs(dom)):

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
-import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigError, InputError, UntranslatableError
 from .model import Domain

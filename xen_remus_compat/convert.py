@@ -834,6 +834,10 @@ def pretty_sxpr(node, *, indent: int = 4, width: int = 78) -> str:
             return
         flush(depth)
         flat = _flat_sxpr(value, max(width - len(prefix), 20))
+        if flat is None and len(value) == 2 and not any(
+                isinstance(x, (list, tuple)) for x in value):
+            # (key value) stays on one line, however long the value
+            flat = f"({_atom_text(value[0])} {_atom_text(value[1])})"
         if flat is not None:
             lines.append(prefix + flat)
             return

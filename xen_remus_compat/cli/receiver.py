@@ -56,8 +56,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                               xl_args=["-e"] if args.no_wait else [])
         bound = svc.bind()
         if args.ready_file:
-            from ..atomic import write_text_atomic
-            write_text_atomic(args.ready_file, f"{bound}\n")
+            from ..atomic import write_atomic
+            write_atomic(args.ready_file, f"{bound}\n")
         print(f"remus-receiver: listening on {args.listen or '*'}:{bound}"
               f"{' (simulated backup)' if args.sim else ''}", file=sys.stderr)
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))

@@ -702,10 +702,12 @@ class Redirect:
             self.parent = CLSACT_INGRESS
         for f in rtnl.filters(vif.index, self.parent):
             if f.pref == self.pref:
+                target = (f" redirecting to ifindex {f.redirect_to}"
+                          if f.redirect_to is not None else "")
                 raise NetbufError(
                     f"{vif.name}: its ingress already has a {f.kind} filter at pref "
-                    f"{self.pref} (redirect to ifindex {f.redirect_to}); refusing to "
-                    "mix ours with it", errno=errno.EEXIST)
+                    f"{self.pref}{target}; refusing to mix ours with it (is this vif "
+                    "already protected?)", errno=errno.EEXIST)
         try:
             rtnl.with_feature("redirect", vif.name, lambda: rtnl.request(
                 build_redirect_add(vif.index, self.ifb.index, protocol=self.protocol,

@@ -31,6 +31,9 @@ class Quirks:
     blockremus_fail_nonfatal: bool = False
     #: only IPv4 is redirected to the IFB (``proto ip``).
     netbuf_proto_ip: bool = False
+    #: ``parsedominfo`` raises AttributeError on a repeated scalar key
+    #: (real xend output repeats a vbd's ``bootable``).
+    parsedominfo_dup_scalar: bool = False
     #: ``unknown command:`` printed every epoch when stdin is at EOF.
     stdin_eof_spam: bool = False
 

@@ -27,7 +27,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Iterator, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 from .errors import EnvironmentProblem, InputError
 
@@ -52,8 +53,7 @@ class SimDomain:
     lists faults ``kind[@N]`` (open, suspend@N: the guest ignores its N-th
     suspend request, write@N: the stream write fails in epoch N, resume@N:
     the first resume after the N-th suspension fails; repeat an item to
-    make it fail again).  ``keep`` bounds the version vectors kept on disk
-    (0 = all).
+    make it fail again).
     """
 
     domid: int = 1
@@ -66,7 +66,6 @@ class SimDomain:
     suspend: str = "evtchn"
     type: str = "pv"
     fail: Tuple[str, ...] = ()
-    keep: int = 0
 
     def __post_init__(self) -> None:
         checks = (
@@ -78,7 +77,6 @@ class SimDomain:
             ("seed", 0 <= self.seed < 1 << 64),
             ("suspend", self.suspend in SUSPEND_PATHS),
             ("type", self.type in TYPES),
-            ("keep", 0 <= self.keep < 1 << 32),
             ("fail", all(_fault_ok(f) for f in self.fail)),
         )
         for name, ok in checks:
@@ -100,14 +98,13 @@ class SimDomain:
             "SIMXEN_SUSPEND": self.suspend,
             "SIMXEN_TYPE": self.type,
             "SIMXEN_FAIL": ",".join(self.fail),
-            "SIMXEN_KEEP": str(self.keep),
         }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "SimDomain":
         """The domain an environment describes (unset = default)."""
         conv: Dict[str, Callable] = {
-            "domid": int, "pages": int, "vcpus": int, "seed": int, "keep": int,
+            "domid": int, "pages": int, "vcpus": int, "seed": int,
             "dirty_rate": float,
             "fail": lambda v: tuple(x for x in v.split(",") if x),
         }
@@ -181,6 +178,7 @@ def environment(state_dir: Optional[os.PathLike] = None,
     if force:
         env["SIMXEN_FORCE"] = "1"
     if state_dir is not None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
         env["SIMXEN_STATE_DIR"] = str(Path(state_dir).resolve())
     old = env.get("LD_LIBRARY_PATH")
     env["LD_LIBRARY_PATH"] = str(libdir.resolve()) + (":" + old if old else "")
@@ -330,22 +328,48 @@ class SimState:
         return out
 
     def versions(self, number: int, save: int = 1) -> "array.array":
-        """The page-version vector at checkpoint ``number`` of ``save``."""
-        path = self.state_dir / f"cp-{save}-{number}.versions"
-        vec = array.array("Q")
-        data = path.read_bytes()
-        vec.frombytes(data)
+        """The page-version vector at checkpoint ``number`` of ``save``.
+
+        versions.log holds, per checkpoint, the pages whose version changed
+        since the previous checkpoint of the same save (all pages in the
+        first); the vector is rebuilt by applying them in order.
+        """
+        for n, vec in self.iter_versions(save):
+            if n == number:
+                return array.array("Q", vec)
+        raise EnvironmentProblem(f"no recorded versions for checkpoint {number} "
+                                 f"of save {save}", source=str(self.state_dir))
+
+    def iter_versions(self, save: int = 1) -> Iterator[Tuple[int, "array.array"]]:
+        """``(number, vector)`` for every recorded checkpoint of ``save``, in
+        order; the vector is updated in place (copy it to keep it)."""
+        vec = array.array("Q", bytes(8 * self.domain["pages"]))
+        for entry_save, n, pairs in self._version_entries():
+            if entry_save == save:
+                items = iter(pairs)
+                for pfn, version in zip(items, items):
+                    vec[pfn] = version
+                yield n, vec
+
+    def _version_entries(self) -> Iterator[Tuple[int, int, "array.array"]]:
+        path = self.state_dir / "versions.log"
+        words = array.array("Q")
+        words.frombytes(path.read_bytes() if path.exists() else b"")
         if sys.byteorder != "little":
-            vec.byteswap()
-        pages = self.domain.get("pages")
-        if pages is not None and len(vec) != pages:
-            raise EnvironmentProblem(f"{path}: {len(vec)} entries, expected "
-                                     f"{pages}", source=str(path))
-        return vec
+            words.byteswap()
+        at = 0
+        while at + 3 <= len(words):
+            save, n, count = words[at:at + 3]
+            end = at + 3 + 2 * count
+            if end > len(words):
+                break                   # a torn last entry: the process died
+            yield save, n, words[at + 3:end]
+            at = end
 
 
 def read_state(state_dir: os.PathLike) -> SimState:
-    """Parse domain.json, runstate.log and checkpoints.log."""
+    """Parse domain.json, runstate.log and checkpoints.log (versions.log is
+    read on demand by :meth:`SimState.versions`)."""
     root = Path(state_dir)
     st = SimState(root)
     if (root / "domain.json").exists():
@@ -410,6 +434,7 @@ def replay(stream: os.PathLike, state: SimState, *, save: int = 1,
     data = memoryview(Path(stream).read_bytes())
     rep = Replay()
     memory: Dict[int, int] = {}
+    recorded = state.iter_versions(save)
 
     def problem(msg: str) -> None:
         if len(rep.problems) < max_problems:
@@ -442,7 +467,10 @@ def replay(stream: os.PathLike, state: SimState, *, save: int = 1,
                 rep.pages += 1
         elif rtype == _REC[1]:
             rep.checkpoints += 1
-            vec = state.versions(rep.checkpoints, save)
+            n, vec = next(recorded, (None, None))
+            if n != rep.checkpoints:
+                problem(f"checkpoint {rep.checkpoints}: no recorded versions")
+                break
             bad = [pfn for pfn in range(len(vec)) if memory.get(pfn) != vec[pfn]]
             if bad:
                 problem(f"checkpoint {rep.checkpoints}: {len(bad)} pages differ "

@@ -277,9 +277,13 @@ static int suspend_xenstore(struct cp_state *cp)
             continue;
         }
         if (!withdraw_request(cp, path)) {
-            set_error(cp, -rc, "domain %u did not answer the xenstore suspend "
-                      "request within %u ms (request withdrawn)", cp->domid,
-                      cp->suspend_timeout_ms);
+            if (rc == -EINTR)
+                set_error(cp, EINTR, "suspend request to domain %u withdrawn: "
+                          "interrupted", cp->domid);
+            else
+                set_error(cp, -rc, "domain %u did not answer the xenstore "
+                          "suspend request within %u ms (request withdrawn)",
+                          cp->domid, cp->suspend_timeout_ms);
             return -1;
         }
         /* The guest took the request: it will suspend; let it finish. */
@@ -612,8 +616,8 @@ int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
 
     stop_timer(cp);
     if (cp_ensure_running(cp))
-        fprintf(stderr, "could not resume domain %u: %s\n", cp->domid,
-                cp->errstr);
+        fprintf(stderr, "domain %u could not be resumed; close() will try "
+                "again\n", cp->domid);
     cp->hooks = NULL;
     if (cp->stop == CP_RAISED)
         return -1;

@@ -37,10 +37,11 @@ static unsigned int nfaults;
 /* The guest. */
 static int suspended, destroyed;
 static uint64_t suspends, suspend_requests, saves;
-static uint64_t *versions, *dirty;
+static uint64_t *versions, *dirty, *recorded;
+static int recorded_valid;
 static uint64_t last_ns, rng, seq_cursor;
 static double carry;
-static int runlog_fd = -1;
+static int runlog_fd = -1, versions_fd = -1, cplog_fd = -1;
 
 static struct node nodes[MAX_NODES];
 static struct simxen_evtchn_sink *evtchn_sinks;
@@ -183,9 +184,6 @@ static int parse_config(void)
     if (env_word("SIMXEN_TYPE", type_words, SIMXEN_PV, &w))
         return -1;
     cfg.type = w;
-    if (env_u64("SIMXEN_KEEP", 0, 0, UINT32_MAX, &v))
-        return -1;
-    cfg.keep = (unsigned int)v;
     return parse_faults();
 }
 
@@ -287,6 +285,17 @@ static void log_runstate(const char *state)
         fprintf(stderr, "simxen: runstate.log: %s\n", strerror(errno));
 }
 
+static int open_log(char *path, size_t len, const char *name)
+{
+    int fd = -1;
+
+    if (!state_path(path, len, "%s", name))
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fprintf(stderr, "simxen: cannot open %s: %s\n", name, strerror(errno));
+    return fd;
+}
+
 /* ----------------------------------------------------------------- init */
 
 static uint64_t splitmix(uint64_t *x)
@@ -344,8 +353,9 @@ static void do_init(void)
         return;
     }
     versions = calloc(cfg.pages, sizeof(*versions));
+    recorded = calloc(cfg.pages, sizeof(*recorded));
     dirty = calloc((cfg.pages + 63) / 64, sizeof(*dirty));
-    if (!versions || !dirty) {
+    if (!versions || !dirty || !recorded) {
         init_errno = ENOMEM;
         return;
     }
@@ -362,12 +372,9 @@ static void do_init(void)
             return;
         }
         write_domain_json();
-        if (!state_path(path, sizeof(path), "runstate.log"))
-            runlog_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                             0644);
-        if (runlog_fd < 0)
-            fprintf(stderr, "simxen: cannot open runstate.log: %s\n",
-                    strerror(errno));
+        runlog_fd = open_log(path, sizeof(path), "runstate.log");
+        versions_fd = open_log(path, sizeof(path), "versions.log");
+        cplog_fd = open_log(path, sizeof(path), "checkpoints.log");
     }
     log_runstate("running");
 }
@@ -441,11 +448,6 @@ int simxen_destroy(uint32_t domid)
 int simxen_is_suspended(void)
 {
     return suspended;
-}
-
-uint64_t simxen_suspend_count(void)
-{
-    return suspends;
 }
 
 const uint64_t *simxen_versions(void)
@@ -577,59 +579,72 @@ int simxen_resume(int fast)
 
 uint64_t simxen_new_save(void)
 {
+    recorded_valid = 0;
     return ++saves;
 }
 
-int simxen_record_checkpoint(uint64_t save, uint64_t n, uint64_t pages_sent)
+static int write_all(int fd, const void *buf, size_t len)
 {
-    char path[1100], tmp[1100], line[200];
-    size_t len = cfg.pages * sizeof(*versions);
-    struct timespec rt;
-    int fd, saved;
-    ssize_t w;
+    const char *p = buf;
 
-    if (!cfg.state_dir[0])
-        return 0;
-    if (state_path(path, sizeof(path), "cp-%llu-%llu.versions",
-                   (unsigned long long)save, (unsigned long long)n) ||
-        state_path(tmp, sizeof(tmp), "cp-%llu-%llu.versions.tmp",
-                   (unsigned long long)save, (unsigned long long)n)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    /* Little-endian u64 per pfn (x86 is little-endian). */
-    w = write(fd, versions, len);
-    saved = errno;
-    close(fd);
-    if (w != (ssize_t)len) {
-        errno = w < 0 ? saved : EIO;
-        return -1;
-    }
-    if (rename(tmp, path))
-        return -1;
-    if (cfg.keep && n > cfg.keep &&
-        !state_path(path, sizeof(path), "cp-%llu-%llu.versions",
-                    (unsigned long long)save,
-                    (unsigned long long)(n - cfg.keep)))
-        unlink(path);
-    if (!state_path(path, sizeof(path), "checkpoints.log")) {
-        clock_gettime(CLOCK_REALTIME, &rt);
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            int k = snprintf(line, sizeof(line), "%llu %llu %lld.%06ld %llu\n",
-                             (unsigned long long)save, (unsigned long long)n,
-                             (long long)rt.tv_sec, rt.tv_nsec / 1000,
-                             (unsigned long long)pages_sent);
-            if (write(fd, line, k) != k)
-                fprintf(stderr, "simxen: checkpoints.log: %s\n",
-                        strerror(errno));
-            close(fd);
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
         }
+        p += w;
+        len -= (size_t)w;
     }
     return 0;
+}
+
+/*
+ * versions.log, one entry per checkpoint, little-endian u64 words:
+ *   save, n, count, then count x (pfn, version)
+ * listing the pages whose version changed since the previous entry of the
+ * same save (every page in a save's first entry).  Appended with a single
+ * write() before the CHECKPOINT record goes out, so it costs what the
+ * dirty pages cost, not a whole vector, inside the suspended window.
+ */
+int simxen_record_checkpoint(uint64_t save, uint64_t n, uint64_t pages_sent)
+{
+    uint64_t count = 0, i, *buf;
+    struct timespec rt;
+    char line[200];
+    int k, rc = 0;
+
+    if (versions_fd < 0)
+        return 0;
+    buf = malloc((3 + 2 * cfg.pages) * sizeof(*buf));
+    if (!buf)
+        return -1;
+    for (i = 0; i < cfg.pages; i++) {
+        if (!recorded_valid || recorded[i] != versions[i]) {
+            buf[3 + 2 * count] = i;
+            buf[4 + 2 * count] = versions[i];
+            recorded[i] = versions[i];
+            count++;
+        }
+    }
+    recorded_valid = 1;
+    buf[0] = save;
+    buf[1] = n;
+    buf[2] = count;
+    if (write_all(versions_fd, buf, (3 + 2 * count) * sizeof(*buf)))
+        rc = -1;
+    free(buf);
+    if (cplog_fd >= 0) {
+        clock_gettime(CLOCK_REALTIME, &rt);
+        k = snprintf(line, sizeof(line), "%llu %llu %lld.%06ld %llu\n",
+                     (unsigned long long)save, (unsigned long long)n,
+                     (long long)rt.tv_sec, rt.tv_nsec / 1000,
+                     (unsigned long long)pages_sent);
+        if (write_all(cplog_fd, line, (size_t)k))
+            rc = -1;
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------- xenstore */

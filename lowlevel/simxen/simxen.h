@@ -50,7 +50,6 @@ struct simxen_config {
     char state_dir[1024];           /* "" = record nothing */
     int suspend_evtchn;             /* 1: offer the suspend event channel */
     enum simxen_type type;
-    unsigned int keep;              /* version vectors kept (0 = all) */
 };
 
 /* What the stand-in libraries see of xc_interface. */
@@ -76,7 +75,6 @@ int simxen_domain_exists(uint32_t domid);
 /* Destroy the guest (``xl destroy``): it vanishes; for failover tests. */
 int simxen_destroy(uint32_t domid);
 int simxen_is_suspended(void);
-uint64_t simxen_suspend_count(void);       /* successful suspensions so far */
 uint64_t simxen_now_ns(void);              /* CLOCK_MONOTONIC */
 void simxen_advance(void);                 /* dirty pages for elapsed run time */
 const uint64_t *simxen_versions(void);
@@ -86,7 +84,7 @@ uint64_t simxen_take_dirty(uint64_t *dst, int all);
 /* Guest-side reactions.  request_suspend: 0 done, -1 ignored (fault). */
 int simxen_request_suspend(const char *how);
 int simxen_resume(int fast);                /* -1 + errno on failure */
-/* Record a checkpoint's version vector; returns 0 or -1 + errno. */
+/* Record a checkpoint's versions (versions.log); 0 or -1 + errno. */
 int simxen_record_checkpoint(uint64_t save, uint64_t n, uint64_t pages_sent);
 uint64_t simxen_new_save(void);
 

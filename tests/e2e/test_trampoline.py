@@ -352,14 +352,14 @@ def test_timer_mode_suspends_periodically_without_signal_masks(tmp_path):
     assert len(gaps) == 6
     # the commit callback returns at once: only the timer spaces suspends
     assert 30 <= gaps[len(gaps) // 2] <= 80, gaps
-    assert gaps[0] >= 20, gaps
+    assert gaps[0] >= 5, gaps                  # never back to back
     assert_guest_running(child)
 
 
 def test_untimed_mode_suspends_back_to_back(tmp_path):
     child = run_child(tmp_path, TIMER, interval=0, count=5)
-    gaps = child.result["gaps"]
-    assert len(gaps) == 4 and max(gaps) < 25, gaps
+    gaps = sorted(child.result["gaps"])
+    assert len(gaps) == 4 and gaps[2] < 10, gaps
 
 
 # --- signals (§1.5 "intended" behaviour) ------------------------------------

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 LIBXLUTIL = os.environ.get("XRC_LIBXLUTIL", "libxlutil.so.4.17")
 LIBXENLIGHT = os.environ.get("XRC_LIBXENLIGHT", "libxenlight.so.4.17")

@@ -8,7 +8,6 @@ run against the real xlu_vif_parse_rate in the conformance tier.
 """
 from __future__ import annotations
 
-import pathlib
 import re
 
 import pytest

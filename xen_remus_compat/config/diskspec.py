@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import errors
 from .model import Disk, RemusPeer
@@ -551,8 +551,9 @@ _TAP_DRIVERS: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = {
     "vhd": ("vhd", None, None),
     "vmdk": (None, None, "VMware vmdk images: libxl has no vmdk format "
              "(convert the image with qemu-img to raw or qcow2)"),
-    "ram": (None, None, "blktap RAM disk: the image was loaded into dom0 memory "
-            "and writes never reached it; xl has no non-persistent disk"),
+    "ram": (None, None, "blktap RAM disk: tapdisk copied the image into dom0 "
+            "memory and writes stayed there (lost when the disk closed); xl "
+            "has no non-persistent disk"),
     "vhdsync": (None, None, "blktap2 synchronous vhd driver: not available in "
                 "libxl (use tap:vhd semantics, format=vhd, after checking)"),
     "bc": (None, None, "blktap2 block-cache driver: no xl equivalent"),

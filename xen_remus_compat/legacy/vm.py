@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-from .. import errors, sxp
+from .. import errors, quirks, sxp
 from .. import sources as _sources
 from . import blkdev, vif
 from . import vbd  # noqa: F401  (registers the phy: handler, as the legacy import did)
@@ -64,10 +64,42 @@ class VM(object):
              ", ".join([str(d) for d in self.disks]))
 
 
+#: keys xend sent as XML-RPC numbers (legacy-api.md section 11.5)
+_INT_KEYS = frozenset(("domid", "cpu_weight", "cpu_cap", "vcpus", "maxmem", "memory",
+                       "shadow_memory", "online_vcpus", "status", "store_mfn",
+                       "console_mfn", "superpages", "backend", "bootable", "devid",
+                       "videoram", "vcpu_avail"))
+_FLOAT_KEYS = frozenset(("start_time", "cpu_time"))
+
+
+def _as_xmlrpc(sx):
+    """A recorded (text) sxpr with numbers typed as xend's XML-RPC sent them."""
+    if not isinstance(sx, list):
+        return sx
+    out = [_as_xmlrpc(x) for x in sx]
+    if len(out) == 2 and isinstance(out[0], str) and isinstance(out[1], str):
+        key, val = out
+        try:
+            if key in _INT_KEYS:
+                out[1] = int(val)
+            elif key in _FLOAT_KEYS:
+                out[1] = float(val)
+        except ValueError:
+            pass
+    return out
+
+
 def record_to_dominfo(record) -> list:
-    """The runtime sxpr legacy code expects, from any source's record."""
+    """The runtime sxpr legacy code expects, from any source's record.
+
+    xend gives it directly; a recorded dump (files source) is shown as
+    recorded, with numbers typed as XML-RPC delivered them; libxl and xl
+    sources are rendered from the model (``config.sxpr.domain_to_sxpr``).
+    """
     if record.sxpr is not None and record.source == "xend":
         return record.sxpr
+    if record.sxpr is not None and record.source == "files":
+        return _as_xmlrpc(record.sxpr)
     from ..config import sxpr as sxprmod
     dom = record.domain
     if record.domid is not None:
@@ -93,6 +125,16 @@ def parsedominfo(dominfo):
                 # hack for ['cpus', [[1]]]
                 return s2d(elem)
             if name in r:
+                if not isinstance(val, dict) or not isinstance(r[name], dict):
+                    if quirks.get().parsedominfo_dup_scalar:
+                        val.items()           # the legacy AttributeError
+                    # real xend output repeats scalars (e.g. a vbd's
+                    # 'bootable'): equal values collapse, others list up
+                    if r[name] != val:
+                        if not isinstance(r[name], list):
+                            r[name] = [r[name]]
+                        r[name].append(val)
+                    continue
                 for k, v in val.items():
                     if k in r[name]:
                         if not isinstance(r[name][k], list):

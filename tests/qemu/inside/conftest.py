@@ -1,0 +1,45 @@
+"""Fixtures of the in-VM tests (collected only when XRC_IN_VM=1, i.e. inside
+the qemu tier's VM, whose kernel has sch_plug)."""
+import pytest
+
+from tests.qemu.inside.netlab import Lab
+from xen_remus_compat import quirks
+from xen_remus_compat.devices import netbuf
+
+
+@pytest.fixture
+def lab():
+    lab = Lab()
+    try:
+        yield lab.build()
+    finally:
+        lab.destroy()
+
+
+@pytest.fixture
+def registry():
+    return netbuf.CleanupRegistry()
+
+
+@pytest.fixture(autouse=True)
+def _quirks():
+    quirks.reset()
+    yield
+    quirks.reset()
+
+
+@pytest.fixture
+def nic(lab, tmp_path, registry):
+    """``nic(**kw)``: a BufferedNIC on vh0 with the real plug qdisc."""
+    made = []
+
+    def make(**kw):
+        kw.setdefault("buffer_class", netbuf.PlugBuffer)
+        n = netbuf.BufferedNIC("vh0", netns=lab.dom0, pool_dir=str(tmp_path),
+                               registry=registry, **kw)
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        n.uninstall()

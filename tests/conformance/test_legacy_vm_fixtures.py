@@ -137,8 +137,9 @@ def _ints(sx):
     return sx
 
 
-@pytest.fixture
-def xend_server(tmp_path):
+@pytest.fixture(scope="module")
+def xend_server(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("xend")
     doms = {}
 
     def domain(ref, detail):

@@ -29,8 +29,9 @@ $(STAMPS)/venv: setup.cfg setup.py pyproject.toml
 	$(VPY) -m xen_remus_compat._xenalias   # legacy import names (see docs/decisions.md)
 	@mkdir -p $(STAMPS) && touch $@
 
-native:
+native: venv
 	$(MAKE) -C lowlevel
+	$(VPY) setup.py -q build_ext --inplace
 
 clean:
 	rm -rf $(STAMPS) build

@@ -24,14 +24,19 @@ character, not the file name):
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
+import importlib
+import json
 import logging
 import os
 import re
 import textwrap
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 from . import atomic, errors
 from .config.model import Disk, Domain
@@ -46,7 +51,7 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 #: a hotplug script, or the plain underlying image.
 REMUS_DISK_MODES = ("script", "plain")
 
-#: Output file kinds: suffix and whether it is always written.
+#: Output file suffixes (the .json only with ``with_json``).
 CFG_SUFFIX = ".cfg"
 JSON_SUFFIX = ".json"
 
@@ -176,8 +181,7 @@ def read_input(path: str, *, limit: int = MAX_INPUT_BYTES) -> bytes:
 
 
 def _os_error(exc: OSError, path: str) -> errors.InputError:
-    import errno as _errno
-    name = _errno.errorcode.get(exc.errno or 0, "")
+    name = errno.errorcode.get(exc.errno or 0, "")
     reason = exc.strerror or str(exc)
     if name:
         reason = f"{reason} ({name})"
@@ -241,27 +245,37 @@ def discover(paths: Sequence[str], *, listdir: Callable = os.listdir) -> List[st
     return found
 
 
+#: Input format -> (config module, how to read every domain with it).
+_READERS = {
+    "sxpr": ("sxpr", lambda mod, text, data, source, lenient:
+             mod.domains_from_text(text, source=source, lenient=lenient)),
+    "json": ("libxl_json", lambda mod, text, data, source, lenient:
+             mod.loads(text, source=source)),
+    "xml": ("libvirt_xml", lambda mod, text, data, source, lenient:
+            [mod.domain_from_xml(data, source=source)]),
+}
+
+
 def parse_domains(data: bytes, source: str, *, lenient: bool = False) -> List[Domain]:
-    """Every domain in one input, whatever its format."""
+    """Every domain in one input, whatever its format.  Every input error
+    names ``source``, and a line and column wherever they can be found."""
     text = decode_input(data, source)
     fmt = sniff_format(text, source)
+    module_name, read = _READERS[fmt]
+    module = importlib.import_module(f".config.{module_name}", __package__)
     try:
-        if fmt == "sxpr":
-            from .config import sxpr
-            try:
-                return list(sxpr.domains_from_text(text, source=source,
-                                                   lenient=lenient))
-            except errors.InputError as exc:
-                if exc.line is None:
-                    locate_sxpr_error(exc, text, lenient=lenient)
-                raise
-        if fmt == "json":
-            from .config import libxl_json
-            return list(libxl_json.loads(text, source=source))
-        from .config import libvirt_xml
-        return [libvirt_xml.domain_from_xml(data, source=source)]
+        return list(read(module, text, data, source, lenient))
     except RecursionError:
         raise too_deep(text, fmt, source) from None
+    except errors.InputError as exc:
+        if exc.source is None:
+            exc.source = source
+        if exc.line is None:
+            if fmt == "sxpr":
+                locate_sxpr_error(exc, text, lenient=lenient)
+            elif fmt == "json":
+                locate_json_error(exc, text)
+        raise
 
 
 #: Nesting depth reported as "too deep" when a reader ran out of stack
@@ -354,13 +368,13 @@ def locate_sxpr_error(exc: errors.CompatError, text: str, *,
         values = sxp.loads(text, source=exc.source or "<sxpr>", lenient=lenient)
     except errors.CompatError:
         return
-    wanted = str(exc)
+    wanted = (type(exc), exc.message)
 
     def same(candidate) -> bool:
         try:
             sxpr.domain_from_sxpr(candidate, source=exc.source)
         except errors.CompatError as other:
-            return str(other) == wanted
+            return (type(other), other.message) == wanted
         return False
 
     positions = _list_positions(text)
@@ -410,6 +424,126 @@ def _follow_path(message: str, root: str, child: Sequence, key: tuple,
         else:
             return key
     return key
+
+
+# JSON: json.loads keeps no positions either.  config/libxl_json.py names
+# the failing field as a path relative to one libxl_domain_config
+# ("b_info.max_memkb", "disks[0].vdev"); find which domain of an array it
+# is about (the one whose config raises the same error alone), resolve the
+# path against the data (keys may contain dots: "type.hvm"), and find that
+# value's first character with a token scan (JSON strings hold no raw
+# newlines, so only whitespace moves the line).
+
+_JSON_SCAN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[ \t\r\n]+|[^ \t\r\n{}\[\]:,"]+')
+_JSON_PATH_PART = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
+
+
+def _json_value_position(text: str, target: Sequence) -> Optional[Tuple[int, int]]:
+    """(line, col) where the value at ``target`` (keys and indexes) starts."""
+    target = list(target)
+    stack: List[list] = []     # ["obj", key, awaiting_key] or ["arr", index]
+    line, line_start = 1, 0
+    for m in _JSON_SCAN.finditer(text):
+        tok = m.group()
+        c = tok[0]
+        if c in " \t\r\n":
+            if "\n" in tok:
+                line += tok.count("\n")
+                line_start = m.start() + tok.rfind("\n") + 1
+            continue
+        if c == ",":
+            if stack:
+                if stack[-1][0] == "arr":
+                    stack[-1][1] += 1
+                else:
+                    stack[-1][2] = True
+            continue
+        if c == ":":
+            if stack:
+                stack[-1][2] = False
+            continue
+        if c in "}]":
+            if stack:
+                stack.pop()
+            continue
+        if stack and stack[-1][0] == "obj" and stack[-1][2]:
+            try:
+                stack[-1][1] = json.loads(tok)
+            except ValueError:
+                return None
+            continue
+        if [f[1] for f in stack] == target:
+            return line, m.start() - line_start + 1
+        if c == "{":
+            stack.append(["obj", None, True])
+        elif c == "[":
+            stack.append(["arr", 0])
+    return None
+
+
+def _resolve_json_path(data, text_path: str) -> List:
+    """Keys/indexes of ``text_path`` that exist in ``data`` (a prefix when
+    the last ones are missing)."""
+    parts: List = []
+    for m in _JSON_PATH_PART.finditer(text_path):
+        parts.append(int(m.group(1)) if m.group(1) is not None else m.group(2))
+    out: List = []
+    node, i = data, 0
+    while i < len(parts):
+        part = parts[i]
+        if isinstance(part, int):
+            if not (isinstance(node, list) and part < len(node)):
+                break
+            node, i = node[part], i + 1
+            out.append(part)
+            continue
+        if not isinstance(node, dict):
+            break
+        for j in range(len(parts), i, -1):   # longest key first: "type.hvm"
+            if not all(isinstance(x, str) for x in parts[i:j]):
+                continue
+            key = ".".join(parts[i:j])
+            if key in node:
+                node, i = node[key], j
+                out.append(key)
+                break
+        else:
+            break
+    return out
+
+
+def locate_json_error(exc: errors.CompatError, text: str) -> None:
+    """Give ``exc`` (raised by config/libxl_json.py for ``text``) the line
+    and column of the value it is about, when that can be found."""
+    from .config import libxl_json
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return
+    head = exc.message.split(": ", 1)[0]
+    prefix: List = []
+    config = data
+    if isinstance(data, list):
+        m = re.match(r"\[(\d+)\]", head)
+        index = int(m.group(1)) if m else None
+        if index is None:
+            for i, item in enumerate(data):
+                try:
+                    libxl_json.loads(json.dumps([item]), source=exc.source or "")
+                except errors.CompatError as other:
+                    if other.message == exc.message:
+                        index = i
+                        break
+        if index is None or index >= len(data):
+            return
+        prefix, config = [index], data[index]
+        if m:
+            head = head[m.end():].lstrip(".")
+    if isinstance(config, dict) and "config" in config and not head.startswith(("domid", "config")):
+        prefix, config = prefix + ["config"], config["config"]
+    where = _json_value_position(text, prefix + _resolve_json_path(config, head))
+    if where:
+        exc.line, exc.col = where
 
 
 def load_domains(paths: Sequence[str], *, lenient: bool = False,
@@ -503,6 +637,20 @@ def disk_notes(dom: Domain, remus: str) -> List[str]:
     return notes
 
 
+@contextlib.contextmanager
+def _attributed(item: LoadedDomain) -> Iterator[None]:
+    """Model-level errors do not know the file: name it, and where the
+    domain starts in it."""
+    try:
+        yield
+    except errors.CompatError as exc:
+        if exc.source is None:
+            exc.source = item.source
+            if exc.line is None:
+                exc.line, exc.col = domain_position(item)
+        raise
+
+
 def translate(item: LoadedDomain, *, remus: str = "script",
               with_json: bool = False) -> DomainResult:
     """One domain -> xl.cfg text (+ libxl JSON), and the report items."""
@@ -510,7 +658,7 @@ def translate(item: LoadedDomain, *, remus: str = "script",
     if remus not in REMUS_DISK_MODES:
         raise ValueError(f"remus must be one of {REMUS_DISK_MODES}")
     dom = item.domain
-    try:
+    with _attributed(item):
         cfg = xlcfg.to_xlcfg(dom, remus=remus)
         json_text = None
         if with_json:
@@ -519,14 +667,6 @@ def translate(item: LoadedDomain, *, remus: str = "script",
             if not json_text.endswith("\n"):
                 json_text += "\n"
         notes = disk_notes(dom, remus)
-    except errors.CompatError as exc:
-        # Model-level errors do not know the file: name it, and where the
-        # domain starts in it.
-        if exc.source is None:
-            exc.source = item.source
-            if exc.line is None:
-                exc.line, exc.col = domain_position(item)
-        raise
     return DomainResult(domain=dom, source=item.source, cfg_text=cfg.text,
                         json_text=json_text,
                         untranslated=list(cfg.untranslated),
@@ -534,13 +674,20 @@ def translate(item: LoadedDomain, *, remus: str = "script",
 
 
 def domain_position(item: LoadedDomain) -> Tuple[Optional[int], Optional[int]]:
-    """Line and column where a domain read from an sxpr starts (its
-    ``(domain``); (None, None) for other formats or an unreadable file."""
+    """Line and column where a domain starts in its input (its ``(domain``,
+    or its JSON object); (None, None) for XML or an unreadable file."""
     try:
         text = decode_input(read_input(item.source), item.source)
     except errors.CompatError:
         return None, None
-    if sniff_format(text, item.source) != "sxpr":
+    fmt = sniff_format(text, item.source)
+    if fmt == "json":
+        try:
+            is_array = isinstance(json.loads(text), list)
+        except (ValueError, RecursionError):
+            return None, None
+        return _json_value_position(text, [item.index] if is_array else []) or (None, None)
+    if fmt != "sxpr":
         return None, None
     return _list_positions(text, max_depth=1).get((item.index,), (None, None))
 
@@ -883,8 +1030,9 @@ def render(paths: Sequence[str], fmt: str = "sxpr", *, lenient: bool = False,
            remus: str = "script",
            reader: Callable[[str], bytes] = read_input) -> str:
     """What ``show`` prints.  An sxpr shown as sxpr is re-indented as parsed
-    (nothing goes through the model, so nothing is lost); every other
-    combination goes through the model.  Several domains in JSON become an
+    (nothing goes through the model, so nothing is lost, Domain-0 included);
+    every other combination goes through the model, and skips Domain-0 as
+    ``convert`` does (logged).  Several domains in JSON become an
     ``xl list -l`` style array of ``{"domid", "config"}`` wrappers."""
     if fmt not in SHOW_FORMATS:
         raise errors.InputError(f"--format must be one of {', '.join(SHOW_FORMATS)}")
@@ -901,20 +1049,27 @@ def render(paths: Sequence[str], fmt: str = "sxpr", *, lenient: bool = False,
                 except RecursionError:
                     raise too_deep(text, "sxpr", path) from None
                 chunks.extend(pretty_sxpr(v) for v in values)
-            else:
-                chunks.extend(pretty_sxpr(_domain_sxpr(d)) for d in
-                              parse_domains(data, path, lenient=lenient))
-            continue
-        domains.extend(LoadedDomain(d, path) for d in
-                       parse_domains(data, path, lenient=lenient))
+                continue
+        loaded, skipped = load_domains([path], lenient=lenient,
+                                       reader=lambda _p, d=data: d)
+        for what, why in skipped:
+            log.warning("skipped %s: %s", what, why)
+        if fmt == "sxpr":
+            for item in loaded:
+                with _attributed(item):
+                    chunks.append(pretty_sxpr(_domain_sxpr(item.domain)))
+        else:
+            domains.extend(loaded)
     if fmt == "json":
         from .config import libxl_json
-        if len(domains) == 1:
-            chunks.append(libxl_json.dumps(domains[0].domain).rstrip("\n") + "\n")
-        elif domains:
-            import json
-            array = [json.loads(libxl_json.dumps(item.domain, wrapper=True))
-                     for item in domains]
+        texts = []
+        for item in domains:
+            with _attributed(item):
+                texts.append(libxl_json.dumps(item.domain, wrapper=len(domains) > 1))
+        if len(texts) == 1:
+            chunks.append(texts[0].rstrip("\n") + "\n")
+        elif texts:
+            array = [json.loads(t) for t in texts]
             chunks.append(json.dumps(array, indent=4) + "\n")
     elif fmt == "xl":
         from .config import xlcfg
@@ -922,5 +1077,6 @@ def render(paths: Sequence[str], fmt: str = "sxpr", *, lenient: bool = False,
             header = ""
             if len(domains) > 1:
                 header = f"# ---- domain {item.domain.name} (from {item.source}) ----\n"
-            chunks.append(header + xlcfg.to_xlcfg(item.domain, remus=remus).text)
+            with _attributed(item):
+                chunks.append(header + xlcfg.to_xlcfg(item.domain, remus=remus).text)
     return "".join(chunks)

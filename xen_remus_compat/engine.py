@@ -47,6 +47,23 @@ class Stats:
         self._epoch_python += seconds
 
 
+STATS_ENV = "XEN_REMUS_COMPAT_STATS_FILE"
+
+
+def _block_signals():
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _unblock_signals(old) -> None:
+    import signal
+    if old is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def libxl_config_for(vm) -> dict:
     """The libxl_domain_config xl would send for ``vm`` (a legacy VM)."""
     record = getattr(vm, "record", None)
@@ -115,6 +132,9 @@ class Loop:
         self.flags = flags
         self.clock = clock
         self.stats = Stats()
+        path = os.environ.get(STATS_ENV)
+        self.stats_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                                0o644) if path else None
 
     # the three trampolines' Python side ------------------------------------
     def _suspend(self):
@@ -140,11 +160,15 @@ class Loop:
         t0 = self.clock()
         sw.write_all(self.fd, sw.CHECKPOINT_END_RECORD)
         self.stats.checkpoints += 1
-        cb = self.hooks[2]
-        res = cb() if cb else None
+        # our own cost of the epoch (framing + bounce), before user hooks
         self.stats.add_python(self.clock() - t0)
         self.stats.python_time.append(self.stats._epoch_python)
-        return res
+        if self.stats_fd is not None:
+            os.write(self.stats_fd, b"%d %.3f %.3f\n" % (
+                self.stats.checkpoints, self.stats._epoch_python * 1e6,
+                self.stats.pauses[-1] * 1e6 if self.stats.pauses else 0.0))
+        cb = self.hooks[2]
+        return cb() if cb else None
 
     def run(self) -> Stats:
         """Write the preamble, run the trampoline; always leaves the guest running."""
@@ -156,10 +180,18 @@ class Loop:
             cp.start(self.fd, self._suspend, self._postcopy, self._checkpoint,
                      self.interval, self.flags)
         finally:
+            # nothing may interrupt the resume: hold SIGINT/SIGTERM until the
+            # guest runs again (they are delivered right after)
+            masked = _block_signals()
             try:
                 cp.close()
             except Exception as e:   # resume failures are reported, not raised
                 logger.error("closing the checkpointer: %s", e)
+            finally:
+                _unblock_signals(masked)
+                if self.stats_fd is not None:
+                    os.close(self.stats_fd)
+                    self.stats_fd = None
         return self.stats
 
 

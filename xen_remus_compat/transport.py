@@ -74,6 +74,10 @@ class Transport:
     def connect(self, timeout: float = 30.0) -> None:
         raise NotImplementedError
 
+    def fileno(self) -> int:
+        """The fd the stream is written to (libxc writes into it directly)."""
+        return self.wfd
+
     def close(self) -> None:
         pass
 

@@ -833,3 +833,30 @@ def test_man_page_documents_every_option():
             missing.extend(o for o in action.option_strings
                            if o.startswith("--") and o not in page and o != "--help")
     assert not missing, missing
+
+
+def test_json_value_error_is_positioned(tmp_path):
+    """A bad value in the second domain of an 'xl list -l' array is reported
+    at that value's line and column (xl-side.md §4.3: max_memkb is KiB)."""
+    good = {"c_info": {"type": "pv", "name": "a"},
+            "b_info": {"max_memkb": 262144, "kernel": "/boot/vmlinuz", "type.pv": {}}}
+    bad = json.loads(json.dumps(good))
+    bad["c_info"]["name"] = "b"
+    bad["b_info"]["max_memkb"] = -1024
+    text = json.dumps([{"domid": 1, "config": good}, {"domid": 2, "config": bad}], indent=4)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "-1024" in l)
+    col = text.splitlines()[line - 1].index("-1024") + 1
+    src = write(tmp_path, "list.json", text)
+    run = cli("convert", src, "-o", tmp_path / "out")
+    assert_bad_input(run, src, line=line, col=col, outdir=tmp_path / "out",
+                     message="max_memkb")
+
+
+def test_show_xl_skips_domain0_like_convert(fixtures_dir):
+    dump = fixtures_dir / "ganeti" / "xen-xl-list-long-4.0.1.txt"
+    run = inproc("show", "--format", "xl", dump)
+    assert run.rc == 0, run
+    assert 'name = "instance1.example.com"' in run.out
+    assert "Domain-0" not in run.out and "Domain-0" in run.err
+    run = inproc("show", dump)                     # raw sxpr: everything
+    assert run.rc == 0 and run.out.count("(domain\n") == 2, run

@@ -688,3 +688,9 @@ def test_ifbbuffer_install_and_uninstall(legacy_env, kernel):
     assert list(kernel.filters.values()) == [ifb]
     buf.uninstall()
     assert kernel.filters == {} and not kernel.links[ifb]["up"]
+
+
+def test_ifb_left_in_the_state_we_found_it(kernel, rtnl, tmp_path, registry):
+    ifb = kernel.add_link("ifb0", "ifb", up=True)
+    make_nic(rtnl, tmp_path, registry).uninstall()
+    assert kernel.links[ifb]["up"] is True

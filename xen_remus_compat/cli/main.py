@@ -122,7 +122,6 @@ def main(argv: Optional[Sequence[str]] = None, *,
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     args_list: List[str] = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args_list
     try:
         args = build_parser().parse_args(args_list)
     except UsageError as exc:

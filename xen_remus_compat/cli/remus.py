@@ -334,6 +334,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except errors.CompatError as e:
         print(f"remus: {e}", file=sys.stderr)
         return e.exit_status
+    except Exception as e:   # our bug: say so, keep the traceback for --debug
+        logger.debug("internal error", exc_info=True)
+        print(f"remus: internal error (a bug in xen-remus-compat, please report): "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -912,6 +912,10 @@ class BufferedNIC:
     def installed(self) -> bool:
         return bool(self.buffer and self.buffer.installed)
 
+    def claim_created(self) -> bool:
+        """Whether our IFB was created for us (it is deleted, not set down)."""
+        return bool(self.claim and self.claim.created)
+
     def __repr__(self) -> str:
         return f"<BufferedNIC {self.vifname} -> {self.ifbname}>"
 
@@ -944,8 +948,9 @@ class BufferedNIC:
         self.ifb = self.rtnl.require_link(self.claim.name, "IFB")
         if self.claim.reclaimed_from is not None:
             sweep_redirects(self.rtnl, self.ifb)
-        self.rtnl.set_up(self.ifb.index, True)
-        self._ifb_up = True
+        if not self.ifb.up:             # leave it as we found it at uninstall
+            self.rtnl.set_up(self.ifb.index, True)
+            self._ifb_up = True
         self.redirect = Redirect(self.rtnl, self.vif, self.ifb, protocol=self.protocol)
         self.redirect.install()
 
@@ -995,7 +1000,7 @@ class BufferedNIC:
                 step("releasing and removing the buffer", self.buffer.remove)
             if self.redirect is not None:
                 step("removing the redirect", self.redirect.remove)
-            if self._ifb_up and self.ifb is not None:
+            if self._ifb_up and self.ifb is not None and not self.claim_created():
                 def down():
                     try:
                         self.rtnl.set_up(self.ifb.index, False)

@@ -104,7 +104,12 @@ def record_to_dominfo(record) -> list:
     dom = record.domain
     if record.domid is not None:
         dom.domid = record.domid
-    return sxprmod.domain_to_sxpr(dom, form="runtime")
+    sx = sxprmod.domain_to_sxpr(dom, form="runtime")
+    if not any(isinstance(e, list) and e and e[0] == "device" for e in sx):
+        # a running xend domain always had devices (at least its console);
+        # legacy getdisks/getvifs index dom['device'] unconditionally
+        sx.append(["device", ["console", ["protocol", "vt100"]]])
+    return sx
 
 
 def parsedominfo(dominfo):

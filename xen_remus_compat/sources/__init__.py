@@ -8,7 +8,7 @@ from .. import errors
 from ..log import logger
 from .base import DomainRecord, classify_ref, resolve  # noqa: F401
 
-SOURCES = ("auto", "libxl", "xl", "xend", "files")
+SOURCES = ("auto", "libxl", "xl", "xend", "files", "sim")
 
 
 def get_source(name: str = "auto", **options: Any):
@@ -28,6 +28,9 @@ def get_source(name: str = "auto", **options: Any):
         if not paths:
             raise errors.InputError("the files source needs at least one path")
         return FilesSource(paths)
+    if name == "sim":
+        from .sim import SimSource
+        return SimSource()
     if name != "auto":
         raise errors.InputError(f"unknown domain source {name!r} "
                                 f"(choose from {', '.join(SOURCES)})")

@@ -137,6 +137,8 @@ class XendModuleMissing(ImportError):
     """Import of a xend module we do not provide (an ``ImportError``, not
     ``ModuleNotFoundError``, so ``from xen.xend import X`` keeps the text)."""
 
+    __module__ = "xen.xend"     # tracebacks show the legacy namespace
+
 
 class MissingModuleFinder(importlib.abc.MetaPathFinder):
     """End of ``sys.meta_path``: a clear ImportError for xend modules we lack.

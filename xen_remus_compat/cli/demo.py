@@ -1,18 +1,20 @@
-"""``xen-remus-compat demo`` (``make demo``).
+"""``xen-remus-compat demo`` (``make demo``): the main job on the embedded default.
 
-For now: convert the bundled example xend domains tree
-(``xen_remus_compat/data/xend-domains``, also ``examples/xend-domains``)
-into a scratch directory and print the report and one converted file.
-
-The Remus demo (primary, backup, checkpoints, failover on simxen) will
-replace :func:`run`; keep the interface ``add_parser(sub, parents)`` /
-``run(args, out, err) -> int`` and the rest of the CLI needs no change.
+Protects a simulated guest (``lowlevel/simxen``) with the ``remus`` command
+against a simulated backup on this machine for a few seconds at the default
+interval, kills the primary at a random moment, and prints a table and the
+verdict that the backup holds exactly the primary's memory at the last
+complete checkpoint (:mod:`xen_remus_compat.demo`).  ``--json`` prints the
+same summary as one object.  ``--convert`` runs the config-migration demo
+instead: it converts the bundled example xend domains tree
+(``xen_remus_compat/data/xend-domains``, also ``examples/xend-domains``).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import importlib.resources
+import json
 import os
 import tempfile
 from typing import Iterator, Optional, TextIO
@@ -20,7 +22,7 @@ from typing import Iterator, Optional, TextIO
 from .. import convert as lib
 
 NAME = "demo"
-HELP = "run the demonstration (converts the bundled xend examples)"
+HELP = "protect a simulated guest, kill the primary, check the backup"
 
 #: Package-relative location of the bundled example tree.
 EXAMPLES = ("data", "xend-domains")
@@ -32,11 +34,27 @@ SHOWCASE = "web01"
 
 def add_parser(sub, parents) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, parents=parents, help=HELP,
-                       description="Convert the bundled example xend domains "
-                       "(/var/lib/xend/domains layout) and print the report.")
+                       description="Protect a simulated guest with remus against "
+                       "a simulated backup, kill the primary at a random moment, "
+                       "and check that the backup holds exactly the primary's "
+                       "memory at the last complete checkpoint.")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object")
+    p.add_argument("--seconds", type=float, default=4.0,
+                   help="protect for about this long before the kill (default 4)")
+    p.add_argument("-i", "--interval", type=int, default=200, metavar="MS",
+                   help="checkpoint interval (default 200 ms, as remus)")
+    p.add_argument("--pages", type=int, default=16384,
+                   help="guest memory in 4 KiB pages (default 16384 = 64 MiB)")
+    p.add_argument("--dirty-rate", type=float, default=5.0, metavar="PAGES_PER_MS",
+                   help="pages the guest dirties per millisecond (default 5)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed for the guest workload and the kill moment")
+    p.add_argument("--convert", action="store_true",
+                   help="run the config-migration demo instead (convert the "
+                   "bundled xend domains)")
     p.add_argument("-o", "--output-dir", dest="outdir", metavar="OUTDIR",
-                   help="keep the converted files here (default: a "
-                   "temporary directory, removed afterwards)")
+                   help="with --convert: keep the converted files here")
     p.set_defaults(run=run)
     return p
 
@@ -59,6 +77,23 @@ def _outdir(wanted: Optional[str]) -> Iterator[str]:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.convert:
+        return run_convert(args, out, err)
+    from .. import demo
+    if not args.json:
+        out.write("Remus demo: a simulated primary and backup on this machine "
+                  "(lowlevel/simxen, no hypervisor needed)\n")
+    res = demo.run_demo(seconds=args.seconds, interval=args.interval,
+                        pages=args.pages, dirty_rate=args.dirty_rate, seed=args.seed,
+                        log=None if args.json else (lambda m: out.write(m + "\n")))
+    if args.json:
+        out.write(json.dumps(res.as_dict(), sort_keys=True) + "\n")
+    else:
+        out.write("\n" + demo.format_table(res) + "\n")
+    return 0 if (res.failover_ok and res.memory_match) else 1
+
+
+def run_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with examples_dir() as src, _outdir(args.outdir) as dest:
         out.write(f"Converting the example xend domains tree {src}\n"
                   f"into {dest} (xen-remus-compat convert {src} -o {dest} "

@@ -26,13 +26,15 @@ from .. import __version__, errors
 from . import convert as convert_cmd
 from . import demo as demo_cmd
 from . import disk as disk_cmd
+from . import receive_cmd
 from . import show as show_cmd
+from . import stream_cmd
 
 PROG = "xen-remus-compat"
 LOGGER_NAME = "xen_remus_compat"
 
 #: Subcommands in the order ``--help`` lists them.
-SUBCOMMANDS = (convert_cmd, disk_cmd, show_cmd, demo_cmd)
+SUBCOMMANDS = (convert_cmd, disk_cmd, show_cmd, demo_cmd, stream_cmd, receive_cmd)
 
 EXIT_OK = 0
 EXIT_INPUT = 1

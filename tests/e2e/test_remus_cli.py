@@ -92,7 +92,7 @@ def test_bad_option_exits_2():
     p = remus(["--interval=abc", "dom"])
     out, err = p.communicate(timeout=30)
     assert p.returncode == 2
-    assert "remus: error: option -i: invalid integer value: 'abc'" in err
+    assert "remus: error: option --interval: invalid integer value: 'abc'" in err
 
 
 def test_unknown_domain_is_a_lookup_error(tmp_path):

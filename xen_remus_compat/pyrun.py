@@ -911,6 +911,10 @@ def run_main(t: Translation, argv: Sequence[str] = (), *,
             sys.modules["__main__"] = saved.main
         sys.meta_path[:] = [f for f in sys.meta_path
                             if not isinstance(f, LegacyModuleFinder)]
+        for name in [n for n, m in list(sys.modules.items())
+                     if isinstance(getattr(getattr(m, "__spec__", None), "loader", None),
+                                   LegacySourceLoader)]:
+            del sys.modules[name]       # the script's own modules go with it
         sys.stdout, sys.stderr, sys.stdin = saved.streams
         sys.dont_write_bytecode = saved.dont_write_bytecode
 

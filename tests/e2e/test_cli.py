@@ -714,7 +714,7 @@ def test_converted_examples_parse_with_real_xl(tmp_path):
 # ---------------------------------------------------------- demo, generic
 
 def test_demo():
-    run = cli("demo")
+    run = cli("demo", "--convert")
     assert run.rc == 0, run
     for name in EXAMPLE_NAMES:
         assert f"{name}  (from " in run.out
@@ -723,7 +723,7 @@ def test_demo():
 
 
 def test_demo_keep_output(tmp_path):
-    run = inproc("demo", "-o", tmp_path)
+    run = inproc("demo", "--convert", "-o", tmp_path)
     assert run.rc == 0, run
     assert {p.stem for p in tmp_path.glob("*.cfg")} == EXAMPLE_NAMES
 

@@ -48,10 +48,11 @@ import os
 import re
 import socket as _socket
 import sys
+import threading
 import tokenize
 import traceback
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import errors
@@ -162,11 +163,16 @@ for _name in _STR_METHODS:
 del _name
 
 
+_NUMBERS = (int, float, complex)
+
+
 def div(a: Any, b: Any) -> Any:
     """Python 2's ``a / b``: floor division of two ints, else ``__div__``
     where a class still defines it, else true division."""
     if isinstance(a, int) and isinstance(b, int):
         return a // b
+    if isinstance(a, _NUMBERS) and isinstance(b, _NUMBERS):
+        return a / b
     for obj, other, name in ((a, b, "__div__"), (b, a, "__rdiv__")):
         meth = getattr(type(obj), name, None)
         if meth is not None:
@@ -399,6 +405,9 @@ EXCLUDED_FIXERS = {
     "fissix.fixes.fix_import": "would turn a script's sibling imports into "
                                "relative ones, which fail in __main__",
 }
+
+
+_TOOL_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
@@ -713,7 +722,8 @@ def translate(text: str, *, path: str = "<script>", dialect: str = "auto") -> Tr
     src = text if text.endswith("\n") else text + "\n"
     try:
         tool = _tool(helper)
-        tree = tool.refactor_string(src, path)
+        with _TOOL_LOCK:                # a RefactoringTool is not re-entrant
+            tree = tool.refactor_string(src, path)
     except Exception as e:  # fissix raises ParseError / TokenError / IndentationError
         if type(e).__module__.startswith("fissix") or isinstance(e, (SyntaxError,)):
             raise _fissix_error(e, path, text) from None
@@ -831,12 +841,25 @@ def _install_aliases() -> None:
 
 
 def _trim_traceback(tb, path: str):
-    """Drop our own frames: the traceback starts in the script."""
+    """Drop our own frames: the traceback starts in the script, and ends
+    before the Python 2 helpers of this module (``_py2.div`` and friends)
+    and the finder that refuses absent xend modules."""
     real = os.path.realpath(path)
+    from .legacy import xend
+    plumbing = {os.path.realpath(__file__), os.path.realpath(xend.__file__)}
     t = tb
     while t is not None and os.path.realpath(t.tb_frame.f_code.co_filename) != real:
         t = t.tb_next
-    return t or tb
+    start = t or tb
+    last_other = None
+    t = start
+    while t is not None:
+        if os.path.realpath(t.tb_frame.f_code.co_filename) not in plumbing:
+            last_other = t
+        t = t.tb_next
+    if last_other is not None:
+        last_other.tb_next = None
+    return start
 
 
 def _exit_status(exc: SystemExit, err: TextIO) -> int:

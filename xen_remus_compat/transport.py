@@ -131,7 +131,10 @@ class SshTransport(Transport):
         try:
             expect_banner(self.rfd, timeout, f"backup via {self.description}")
         except TransportError:
-            rc = self.proc.poll()
+            try:
+                rc = self.proc.wait(timeout=2)   # closed early: it is exiting
+            except subprocess.TimeoutExpired:
+                rc = None
             self.close()
             if rc is not None:
                 raise TransportError(f"backup via {self.description} exited with "

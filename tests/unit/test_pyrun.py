@@ -526,3 +526,11 @@ def test_run_legacy_add_parser_convention():
     args = parser.parse_args(["run-legacy", "--sim", "s.py", "--sim", "x"])
     assert args.run is run_legacy.run
     assert (args.sim, args.script, args.args) == (True, "s.py", ["--sim", "x"])
+
+
+def test_traceback_hides_the_python2_helpers(tmp_path):
+    rc, out, err = run(tmp_path, "n = 3\nprint n / 0\n")
+    assert rc == 1 and "pyrun.py" not in err
+    # Python 2's own message for int / 0
+    assert err.rstrip().splitlines()[-1] == "ZeroDivisionError: integer division or modulo by zero"
+    assert err.rstrip().splitlines()[-2].strip() == "print n / 0"

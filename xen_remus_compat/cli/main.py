@@ -27,6 +27,7 @@ from . import convert as convert_cmd
 from . import demo as demo_cmd
 from . import disk as disk_cmd
 from . import receive_cmd
+from . import run_legacy
 from . import show as show_cmd
 from . import stream_cmd
 
@@ -34,7 +35,8 @@ PROG = "xen-remus-compat"
 LOGGER_NAME = "xen_remus_compat"
 
 #: Subcommands in the order ``--help`` lists them.
-SUBCOMMANDS = (convert_cmd, disk_cmd, show_cmd, demo_cmd, stream_cmd, receive_cmd)
+SUBCOMMANDS = (convert_cmd, disk_cmd, show_cmd, demo_cmd, stream_cmd, receive_cmd,
+               run_legacy)
 
 EXIT_OK = 0
 EXIT_INPUT = 1

@@ -1,5 +1,7 @@
 """Fixtures of the in-VM tests (collected only when XRC_IN_VM=1, i.e. inside
 the qemu tier's VM, whose kernel has sch_plug)."""
+import signal
+
 import pytest
 
 from tests.qemu.inside.netlab import Lab
@@ -43,3 +45,20 @@ def nic(lab, tmp_path, registry):
     yield make
     for n in made:
         n.uninstall()
+
+
+TEST_TIMEOUT = 60          # seconds per test, under TCG; a hang must not eat the VM's budget
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    def expired(signo, frame):
+        raise TimeoutError(f"{item.name} ran over {TEST_TIMEOUT} s inside the VM")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -22,7 +22,8 @@ from typing import Dict, List, Optional
 GUEST_ADDR, DOM0_ADDR = "192.0.2.2", "192.0.2.1"      # RFC 5737 TEST-NET-1
 PORT = 40999
 CLONE_NEWNET = 0x40000000
-SO_RCVBUFFORCE = 33                       # asm-generic/socket.h
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33    # asm-generic/socket.h
+SOCKBUF = 8 << 20
 UDP_IP_HEADERS = 8 + 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -129,7 +130,7 @@ class Lab:
         if self._listener is None:
             with in_netns(self.dom0):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCKBUF)
             s.bind((DOM0_ADDR, PORT))
             s.setblocking(False)
             self._socks.append(s)
@@ -142,12 +143,19 @@ class Lab:
         if self._sender is None:
             with in_netns(self.guest):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # held packets still count against the sender's buffer (veth
+            # keeps skb->sk), so a default-sized one would block the test
+            s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, SOCKBUF)
+            s.setblocking(False)
             s.connect((DOM0_ADDR, PORT))
             self._socks.append(s)
             self._sender = s
         pad = b"r" * (size - 4)
         for seq in seqs:
-            self._sender.send(struct.pack("!I", seq) + pad)
+            try:
+                self._sender.send(struct.pack("!I", seq) + pad)
+            except BlockingIOError:
+                raise AssertionError(f"send buffer full at datagram {seq}") from None
 
     def receive(self, count: Optional[int] = None, wait: float = 5.0,
                 settle: float = 0.3) -> List[int]:

@@ -214,30 +214,33 @@ def test_zero_limit_is_refused():
 
 def test_pyroute2_traps_are_real(lab, nic):
     """What the guards are for: pyroute2's own plug encoding maps an integer
-    action to 0 (BUFFER) and defaults the limit to 0, and the real qdisc
-    then neither releases nor holds anything."""
+    action to 0 (BUFFER) and defaults the limit to 0.  On the real qdisc a
+    "release" given by number is a second BUFFER, which empties the closed
+    epoch's count, so the next commit releases nothing; a limit of 0 drops
+    every packet."""
     from pyroute2.netlink.rtnl.tcmsg import sched_plug
     n = nic()
     idx = n.ifb.index
     assert sched_plug.get_parameters({"action": 1}) == {"action": 0, "limit": 0}
+    raw = bytearray(netbuf.build_plug(idx, netbuf.TCQ_PLUG_BUFFER))
+    at = bytes(raw).index(netbuf.rtattrs(bytes(raw))[netbuf.TCA_OPTIONS])
+
+    def send_encoded(params):
+        enc = sched_plug.get_parameters(params)
+        raw[at:at + 8] = struct.pack("=iI", enc["action"], enc["limit"])
+        n.rtnl.request(bytes(raw))
+
     lab.send(range(3))
     lab.wait_qdisc(n.ifbname, qlen=3)
-    n.postsuspend()
-    raw = bytearray(netbuf.build_plug(idx, netbuf.TCQ_PLUG_BUFFER))
-    opts = netbuf.rtattrs(bytes(raw))[netbuf.TCA_OPTIONS]
-    at = bytes(raw).index(opts)
-    enc = sched_plug.get_parameters({"action": netbuf.TCQ_PLUG_RELEASE_ONE,
-                                     "limit": netbuf.DEFAULT_LIMIT})
-    raw[at:at + 8] = struct.pack("=iI", enc["action"], enc["limit"])
-    n.rtnl.request(bytes(raw))                        # "release" by number
-    assert lab.receive() == []                        # ... was a BUFFER
+    n.postsuspend()                                   # epoch of 3 closed
+    send_encoded({"action": netbuf.TCQ_PLUG_RELEASE_ONE, "limit": netbuf.DEFAULT_LIMIT})
+    assert lab.receive() == []                        # not a release ...
     n.commit()
-    assert lab.receive(3) == [0, 1, 2]
-    # pyroute2's default limit (0) on the real qdisc: everything is dropped
-    enc = sched_plug.get_parameters({"action": "TCQ_PLUG_LIMIT"})
-    raw[at:at + 8] = struct.pack("=iI", enc["action"], enc["limit"])
-    n.rtnl.request(bytes(raw))
+    assert lab.receive() == []                        # ... a BUFFER: epoch count lost
+    lab.wait_qdisc(n.ifbname, qlen=3)
     n.buffer.release_indefinite()
+    assert lab.receive(3) == [0, 1, 2]
+    send_encoded({"action": "TCQ_PLUG_LIMIT"})        # pyroute2's default limit: 0
     lab.send(range(3, 6))
     lab.wait_qdisc(n.ifbname, qlen=0, drops=3)
     assert lab.receive() == []

@@ -15,6 +15,8 @@ demo: deps venv native
 
 bench: deps venv native
 	$(VPY) bench/config.py
+	$(VPY) bench/checkpoint.py
+	$(VPY) bench/netbuf.py
 
 deps: $(STAMPS)/deps
 $(STAMPS)/deps: scripts/install-deps.sh

@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import functools
+import contextlib
 import gc
 import io as _io
 import logging
@@ -639,6 +640,20 @@ def _quirk_escapes() -> bool:
 
 # -- modern entry points --------------------------------------------------------
 
+@contextlib.contextmanager
+def gc_paused(size: int):
+    """Pause the cyclic GC while building a big cycle-free tree of ``size``
+    input characters (a no-op for small inputs or when GC is off)."""
+    pause = size > _GC_PAUSE_MIN and gc.isenabled()
+    if pause:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if pause:
+            gc.enable()
+
+
 def loads(text: str, *, source: str = "<string>", lenient: bool = False,
           legacy_escapes: bool = False, ascii_only: bool = False) -> list:
     """Every top-level value of ``text`` (strings and lists only).
@@ -661,21 +676,16 @@ def _loads(text, *, source, lenient, legacy_escapes, ascii_only,
     # The reader builds a tree, never a cycle, so cyclic-GC passes while it
     # runs find nothing; on big inputs they made parsing super-linear
     # (bench/config.py).  Pause the collector for those, and restore it.
-    pause = len(text) > _GC_PAUSE_MIN and gc.isenabled()
-    if pause:
-        gc.disable()
-    try:
-        if text:
-            p._feed(text)
-        p._finish()
-    except ParseError as e:
-        p.reset()                   # the error keeps .parser; drop the partial tree
-        if remap is not None:
-            remap(e)
-        raise
-    finally:
-        if pause:
-            gc.enable()
+    with gc_paused(len(text)):
+        try:
+            if text:
+                p._feed(text)
+            p._finish()
+        except ParseError as e:
+            p.reset()               # the error keeps .parser; drop the partial tree
+            if remap is not None:
+                remap(e)
+            raise
     for w in warnings:
         if remap is not None:
             remap(w)

@@ -235,13 +235,16 @@ def domains_from_text(text: str, *, source: str, lenient: bool = False,
         text = text.replace("\\\n", "")
     values = sxp.loads(text, source=source, lenient=lenient)
     out: List[Domain] = []
-    for i, value in enumerate(values):
-        if not (_is_elem(value) and value[0] in ROOT_NAMES):
-            what = f"({value[0]} ...)" if _is_elem(value) else _short(value)
-            raise ConfigError(
-                f"top-level value {i + 1} is {what}, expected (domain ...) "
-                f"or (vm ...)", source=source)
-        out.append(domain_from_sxpr(value, source=source))
+    # Like sxp.loads: the cyclic GC would rescan the growing, cycle-free
+    # result on big dumps and make conversion super-linear.
+    with sxp.gc_paused(len(text)):
+        for i, value in enumerate(values):
+            if not (_is_elem(value) and value[0] in ROOT_NAMES):
+                what = f"({value[0]} ...)" if _is_elem(value) else _short(value)
+                raise ConfigError(
+                    f"top-level value {i + 1} is {what}, expected (domain ...) "
+                    f"or (vm ...)", source=source)
+            out.append(domain_from_sxpr(value, source=source))
     if not out:
         raise ConfigError("no (domain ...) or (vm ...) found", source=source)
     return out

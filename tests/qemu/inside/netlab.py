@@ -20,6 +20,7 @@ import uuid
 from typing import Dict, List, Optional
 
 GUEST_ADDR, DOM0_ADDR = "192.0.2.2", "192.0.2.1"      # RFC 5737 TEST-NET-1
+DOM0_MAC, GUEST_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"   # locally administered
 PORT = 40999
 CLONE_NEWNET = 0x40000000
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33    # asm-generic/socket.h
@@ -59,6 +60,14 @@ def in_netns(name: str):
         os.close(own)
 
 
+def ip_batch(*lines: str, netns: Optional[str] = None) -> None:
+    argv = ["ip"] + (["-n", netns] if netns else []) + ["-batch", "-"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                          input="".join(line + "\n" for line in lines))
+    if proc.returncode:
+        raise AssertionError(f"{' '.join(argv)}: rc {proc.returncode}: {proc.stderr.strip()}")
+
+
 class Lab:
     """The namespaces, the veth pair, and traffic between them."""
 
@@ -71,32 +80,30 @@ class Lab:
         self._sender: Optional[socket.socket] = None
 
     def build(self) -> "Lab":
+        """Three ``ip -batch`` runs (processes are slow under TCG)."""
+        ip_batch(f"netns add {self.dom0}", f"netns add {self.guest}")
         for ns in (self.dom0, self.guest):
-            sh("ip", "netns", "add", ns)
             with in_netns(ns):
                 for conf in ("all", "default"):
                     with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as f:
                         f.write("1")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.dom0, "link", "add", "vh0", "type", "veth",
-           "peer", "name", "vg0", "netns", self.guest)
-        sh("ip", "-n", self.dom0, "addr", "add", f"{DOM0_ADDR}/24", "dev", "vh0")
-        sh("ip", "-n", self.guest, "addr", "add", f"{GUEST_ADDR}/24", "dev", "vg0")
-        sh("ip", "-n", self.dom0, "link", "set", "vh0", "up")
-        sh("ip", "-n", self.guest, "link", "set", "vg0", "up")
-        mac = {ns: self.link(ns, dev)["address"]
-               for ns, dev in ((self.dom0, "vh0"), (self.guest, "vg0"))}
-        sh("ip", "-n", self.guest, "neigh", "replace", DOM0_ADDR, "lladdr", mac[self.dom0],
-           "dev", "vg0", "nud", "permanent")
-        sh("ip", "-n", self.dom0, "neigh", "replace", GUEST_ADDR, "lladdr", mac[self.guest],
-           "dev", "vh0", "nud", "permanent")
+        ip_batch("link set lo up",
+                 f"link add vh0 address {DOM0_MAC} type veth peer name vg0 "
+                 f"address {GUEST_MAC} netns {self.guest}",
+                 f"addr add {DOM0_ADDR}/24 dev vh0",
+                 f"neigh replace {GUEST_ADDR} lladdr {GUEST_MAC} dev vh0 nud permanent",
+                 "link set vh0 up", netns=self.dom0)
+        ip_batch("link set lo up",
+                 f"addr add {GUEST_ADDR}/24 dev vg0",
+                 f"neigh replace {DOM0_ADDR} lladdr {DOM0_MAC} dev vg0 nud permanent",
+                 "link set vg0 up", netns=self.guest)
         return self
 
     def destroy(self) -> None:
         for s in self._socks:
             s.close()
-        for ns in (self.dom0, self.guest):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "-force", "-batch", "-"], capture_output=True, text=True,
+                       input=f"netns del {self.dom0}\nnetns del {self.guest}\n")
 
     # -- observation -----------------------------------------------------------
     def link(self, ns: str, dev: str) -> dict:

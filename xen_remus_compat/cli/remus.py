@@ -271,7 +271,7 @@ def run(cfg: Cfg) -> int:
         except FaultInjected as e:
             print(str(e))
             rc = 1
-    except (tp.TransportError, errors.CompatError) as e:
+    except (tp.TransportError, errors.CompatError, OSError) as e:
         print(f"remus: {e}", file=sys.stderr)
         rc = 1
     except device.BufferedNICException as e:
@@ -282,9 +282,16 @@ def run(cfg: Cfg) -> int:
     except SignalException:
         print("*** signalled ***")
     finally:
+        # After a failure the plugs hold output of epochs the backup never
+        # acknowledged: drop it (abandon).  On a clean stop (Ctrl-C,
+        # SIGTERM, a callback asking to stop) release what is held.
+        failed = rc != 0 or sys.exc_info()[0] is not None   # incl. our own bugs
         for buf in bufs:
             try:
-                buf.uninstall()
+                if failed and hasattr(buf, "abandon"):
+                    buf.abandon()
+                else:
+                    buf.uninstall()
             except Exception as e:
                 logger.warning("uninstalling %s: %s", buf, e)
         if sink is not None:

@@ -834,12 +834,18 @@ class PlugBuffer:
         """Let everything through until the next BUFFER."""
         self._send(TCQ_PLUG_RELEASE_INDEFINITE)
 
-    def remove(self) -> None:
-        """Release what is held, then delete the qdisc (idempotent)."""
+    def remove(self, release: bool = True) -> None:
+        """Release what is held, then delete the qdisc (idempotent).
+
+        ``release=False`` (after a failed checkpoint) deletes the qdisc with
+        what it holds: output of epochs the backup never acknowledged is
+        dropped, never sent (the guest's TCP retransmits it).
+        """
         if not self.installed:
             return
         try:
-            self.release_indefinite()
+            if release:
+                self.release_indefinite()
         except NetbufError as e:
             if e.errno is None or e.errno not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
                 raise
@@ -977,9 +983,11 @@ class BufferedNIC:
         return True
 
     # -- teardown -----------------------------------------------------------------
-    def uninstall(self) -> None:
+    def uninstall(self, release: bool = True) -> None:
         """Release what is held and remove everything we installed.
 
+        ``release=False`` is for a failed checkpoint: what the plug holds
+        belongs to epochs the backup never acknowledged and is dropped.
         Every step runs even if an earlier one fails; the first failure is
         raised at the end (with the others logged).
         """
@@ -997,7 +1005,9 @@ class BufferedNIC:
 
         try:
             if self.buffer is not None:
-                step("releasing and removing the buffer", self.buffer.remove)
+                step("releasing and removing the buffer" if release else
+                     "dropping unacknowledged output and removing the buffer",
+                     lambda: self.buffer.remove(release=release))
             if self.redirect is not None:
                 step("removing the redirect", self.redirect.remove)
             if self._ifb_up and self.ifb is not None and not self.claim_created():

@@ -407,15 +407,20 @@ class BufferedNIC(CheckpointedDevice):
         self.installed = True
         print(" done.")
 
-    def uninstall(self):
+    def abandon(self):
+        """After a failed checkpoint: drop what is held, remove everything."""
+        self.uninstall(release=False)
+
+    def uninstall(self, release=True):
         """Remove plug, redirect and claim (always; errors logged, as the legacy
-        code swallowed them)."""
+        code swallowed them).  ``release=False`` (not in the legacy API) drops
+        the output of unacknowledged epochs instead of sending it."""
         nic = getattr(self, "_nic", None)
         self.installed = False
         if nic is None:
             return
         try:
-            nic.uninstall()
+            nic.uninstall(release=release)
         except (errors.CompatError, OSError) as e:
             logger.error("uninstalling the buffer of %s: %s",
                          getattr(self.vif, "dev", self.vif), e)

@@ -47,10 +47,37 @@ static unsigned char dummy_xs_handle[64];
  * tools); those link libxenctrl/libxenguest directly and would hand the
  * dummy to real functions this stub does not cover.  For them the open
  * fails as it would on a host without Xen.
+ *
+ * Test-only override: XLSTUB_ALLOW=<name> also lets a process whose
+ * program name (basename of argv[0]) is exactly <name> have the handles,
+ * e.g. a Python interpreter driving libxenlight through ctypes
+ * (tests/conformance/test_libxl_binding.py).  The first process with that
+ * name to load the stub takes the allowance and removes the variable from
+ * its environment, so nothing it spawns inherits it: its children are
+ * refused like any non-xl process.  Processes of other names leave the
+ * variable alone (a shell between the test and the allowed program does
+ * not consume it).  Deny-by-default is unchanged without the variable.
  */
+#define XLSTUB_ALLOW_ENV "XLSTUB_ALLOW"
+
+static int allow_this_process;
+
+__attribute__((constructor))
+static void take_allowance(void)
+{
+    const char *want = getenv(XLSTUB_ALLOW_ENV);
+
+    if (want == NULL || *want == '\0' ||
+        strcmp(want, program_invocation_short_name) != 0)
+        return;
+    allow_this_process = 1;
+    unsetenv(XLSTUB_ALLOW_ENV);
+    xlstub_trace(XLSTUB_ALLOW_ENV, "allowance taken by this process");
+}
+
 static int handle_allowed(const char *function)
 {
-    if (strcmp(program_invocation_short_name, "xl") == 0)
+    if (strcmp(program_invocation_short_name, "xl") == 0 || allow_this_process)
         return 1;
     xlstub_trace(function, "refused: not xl");
     errno = ENOSYS;

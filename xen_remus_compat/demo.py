@@ -64,14 +64,24 @@ def _percentile(values, q):
 def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
              dirty_rate: float = 5.0, seed: Optional[int] = None,
              workdir: Optional[str] = None, keep: bool = False,
-             log=None) -> DemoResult:
-    """Run the demo; raises EnvironmentProblem when simxen is not built."""
+             log=None, dirty_pattern: str = "random",
+             kill_after: Optional[float] = None) -> DemoResult:
+    """Run the demo; raises EnvironmentProblem when simxen is not built.
+
+    ``dirty_pattern``: how the guest dirties pages (``simxen.PATTERNS``);
+    ``kill_after``: seconds after the primary starts to kill it (default:
+    ``seconds`` plus a random fraction of an interval).
+    """
     from .receiver_service import ReceiverService
     ok, why = simxen.available()
     if not ok:
         raise errors.EnvironmentProblem(f"the simulated Xen is not built: {why} "
                                         "(run 'make native')")
     rng = random.Random(seed)
+    # checked before anything is started (bad settings raise InputError)
+    dom = simxen.SimDomain(name="demo-guest", pages=pages, dirty_rate=dirty_rate,
+                           dirty_pattern=dirty_pattern,
+                           seed=rng.randrange(1, 1 << 30))
     tmp = workdir or tempfile.mkdtemp(prefix="xrc-demo-")
     state_dir = os.path.join(tmp, "simxen")
     stats_file = os.path.join(tmp, "engine-stats")
@@ -86,15 +96,13 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
     rthread.start()
     say(f"backup: simulated receiver on 127.0.0.1:{port}")
 
-    dom = simxen.SimDomain(name="demo-guest", pages=pages, dirty_rate=dirty_rate,
-                           seed=rng.randrange(1, 1 << 30))
     env = simxen.environment(state_dir, dom)
     env[STATS_ENV] = stats_file
     env.pop("PYTHONPATH", None)
     argv = [sys.executable, "-m", "xen_remus_compat.cli.remus", "--sim",
             "-i", str(interval), "-p", str(port), dom.name, "127.0.0.1"]
     say(f"primary: {' '.join(argv[2:])}  ({pages * 4096 >> 20} MiB guest, "
-        f"{dirty_rate:g} pages/ms dirtied)")
+        f"{dirty_rate:g} pages/ms dirtied, {dirty_pattern})")
     out = open(os.path.join(tmp, "primary.out"), "wb")
     err = open(os.path.join(tmp, "primary.err"), "wb")
     started = time.monotonic()
@@ -102,6 +110,8 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
                             stderr=err, start_new_session=True)
     # kill at a random moment: a whole number of epochs plus a random fraction
     kill_at = seconds + rng.random() * interval / 1000.0
+    if kill_after is not None:
+        kill_at = kill_after
     try:
         while time.monotonic() - started < kill_at:
             if proc.poll() is not None:

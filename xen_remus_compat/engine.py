@@ -195,6 +195,27 @@ class Loop:
         return self.stats
 
 
+#: How long a failed write waits for the backup's side to show why.
+BACKUP_GONE_WAIT = 2.0
+
+
+def _with_backup_state(message: str, fd: Any) -> str:
+    """Add why the backup went away, when the transport knows: libxc only
+    says the write failed (xl-side.md §3.1: a refusing or dead receiver is
+    seen as EPIPE/ECONNRESET on the stream)."""
+    check = getattr(fd, "check_alive", None)
+    if check is None:
+        return message
+    try:
+        why = check(wait=0.0)
+        if why is None and "write" in message.lower():
+            why = check(wait=BACKUP_GONE_WAIT)    # it may still be exiting
+    except Exception as e:           # a diagnostic must not hide the error
+        logger.debug("checking the backup after a failed write: %s", e)
+        return message
+    return f"{message} ({why})" if why else message
+
+
 def run_saver(saver) -> Stats:
     """``Saver.start``: legacy-api.md section 2, on the xl stream."""
     from .legacy import save as legacy_save
@@ -219,9 +240,10 @@ def run_saver(saver) -> Stats:
     try:
         stats = loop.run()
     except ckpt.error as e:
-        raise legacy_save.CheckpointError(e) from e
+        raise legacy_save.CheckpointError(_with_backup_state(str(e), saver.fd)) from e
     except OSError as e:
-        raise legacy_save.CheckpointError(f"writing the stream: {e}") from e
+        raise legacy_save.CheckpointError(
+            _with_backup_state(f"writing the stream: {e}", saver.fd)) from e
     saver.stats = stats
     return stats
 

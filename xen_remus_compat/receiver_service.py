@@ -45,6 +45,12 @@ class ReceiverError(errors.CompatError):
     exit_status = 1
 
 
+class StreamRefused(ReceiverError):
+    """The stream is refused after the banner: the primary is told why with
+    an xend-style ``(err ...)`` line (the only bytes it may read after the
+    banner, legacy-api.md section 12.3) before the connection is closed."""
+
+
 @dataclass
 class Session:
     peer: str
@@ -164,6 +170,14 @@ class ReceiverService:
                 self._run_sim(conn, session)
             else:
                 self._run_xl(conn, session)
+        except StreamRefused as e:
+            session.error = str(e)
+            logger.error("remus-receiver: %s", e)
+            try:
+                conn.sendall(_err_reply("refused", str(e)))
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
         except (ReceiverError, OSError) as e:
             session.error = str(e)
             logger.error("remus-receiver: %s", e)
@@ -182,7 +196,7 @@ class ReceiverService:
         key = name or "<unnamed>"
         with self.lock:
             if key in self.active:
-                raise ReceiverError(
+                raise StreamRefused(
                     f"refusing a second stream for domain {key!r} from {session.peer}: "
                     f"already receiving it from {self.active[key]}")
             self.active[key] = session.peer
@@ -215,6 +229,8 @@ class ReceiverService:
                 pass
             rc = proc.wait()
             session.summary = {"bytes": relayed, "xl_status": rc, "domain": session.domain}
+            if rc != 0:     # a Remus failover exits 0 (xl-side.md §3.6)
+                session.error = f"{' '.join(argv)} exited with status {rc}"
 
     def _run_sim(self, conn: socket.socket, session: Session) -> None:
         """Our own receiver on the connection (simulated guest)."""

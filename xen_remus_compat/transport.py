@@ -15,6 +15,7 @@ leaves a child process behind.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shlex
@@ -63,6 +64,18 @@ def expect_banner(fd: int, timeout: float, what: str) -> None:
                              "(is the backup running xl migrate-receive -r?)")
 
 
+def _err_value(line: str) -> str:
+    """The ``value`` of an xend-style ``(err (type T) (value V))`` reply."""
+    from . import sxp
+    try:
+        (reply,) = sxp.loads(line)
+        fields = {item[0]: item[1] for item in reply[1:]
+                  if isinstance(item, list) and len(item) == 2}
+        return fields.get("value", line)
+    except (errors.CompatError, ValueError, TypeError, IndexError):
+        return line
+
+
 class Transport:
     """``wfd`` carries the stream; ``rfd`` (if any) the receiver's replies."""
 
@@ -81,8 +94,12 @@ class Transport:
     def close(self) -> None:
         pass
 
-    def check_alive(self) -> Optional[str]:
-        """A reason string if the backup side is known to be gone."""
+    def check_alive(self, wait: float = 0.0) -> Optional[str]:
+        """A reason string if the backup side is known to be gone.
+
+        ``wait``: how long to give a dying backup to show it (asked after a
+        write to the stream failed).
+        """
         return None
 
     def __enter__(self):
@@ -141,9 +158,15 @@ class SshTransport(Transport):
                                      f"status {rc} before sending its banner")
             raise
 
-    def check_alive(self) -> Optional[str]:
-        if self.proc is not None and self.proc.poll() is not None:
-            return f"{self.description} exited with status {self.proc.returncode}"
+    def check_alive(self, wait: float = 0.0) -> Optional[str]:
+        if self.proc is None:
+            return None
+        try:
+            rc = self.proc.wait(timeout=wait) if wait > 0 else self.proc.poll()
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc is not None:
+            return f"the receiver {self.description} exited with status {rc}"
         return None
 
     def close(self) -> None:
@@ -197,6 +220,29 @@ class TcpTransport(Transport):
         logger.debug("%s: %r", self.description, reply)
         self.wfd = self.rfd = fd
         expect_banner(fd, timeout, self.description)
+
+    def check_alive(self, wait: float = 0.0) -> Optional[str]:
+        """Nothing flows back after the banner (xl-side.md §3.1) except
+        remus-receiver's ``(err ...)`` line when it refuses the stream."""
+        if self.sock is None:
+            return None
+        try:
+            r, _, _ = select.select([self.sock], [], [], wait)
+            if not r:
+                return None
+            data = self.sock.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno in (errno.ECONNRESET, errno.EPIPE):
+                return f"{self.description} closed the connection ({e.strerror})"
+            return f"{self.description}: {e.strerror or e}"
+        if not data:
+            return f"{self.description} closed the connection"
+        line = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+        if line.startswith("(err"):
+            return f"{self.description} refused the stream: {_err_value(line)}"
+        return f"{self.description} sent unexpected data {data[:60]!r}"
 
     def close(self) -> None:
         if self.sock is not None:

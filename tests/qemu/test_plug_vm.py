@@ -69,8 +69,9 @@ def parse_junit(path: pathlib.Path) -> Dict[str, List[Case]]:
                 break
         for tag in ("system-out", "system-err"):
             el = tc.find(tag)
-            if el is not None and (el.text or "").strip():
-                detail += f"\n--- {tag} ---\n{el.text}"
+            text = el.text or "" if el is not None else ""
+            if any(line.strip() and not line.startswith("-----") for line in text.splitlines()):
+                detail += f"\n--- {tag} ---\n{text}"
         cases.setdefault(key, []).append(Case(outcome, detail))
     return cases
 
@@ -92,6 +93,7 @@ def vm_suite(tmp_path_factory) -> Suite:
     if not sys.platform.startswith("linux"):
         tier_unavailable("qemu", f"needs a Linux host with qemu (this is {sys.platform})")
     rundir = tmp_path_factory.mktemp("qemu-vm")
+    cannot = None
     try:
         kernel = vm.fetch_kernel()
         run = vm.run_script(
@@ -100,9 +102,11 @@ def vm_suite(tmp_path_factory) -> Suite:
                               f"--junitxml={vm.OUT_MOUNT}/{JUNIT}", "tests/qemu/inside"]),
             rundir=rundir, kernel=kernel, timeout=VM_TIMEOUT)
     except vm.Unavailable as e:
-        _fail(f"cannot run: {e}")
+        cannot = str(e)
     except (OSError, subprocess.SubprocessError) as e:
-        _fail(f"cannot run: {type(e).__name__}: {e}")
+        cannot = f"{type(e).__name__}: {e}"
+    if cannot:
+        _fail(f"cannot run: {cannot}")
     why = run.failure()
     if why:
         _fail(why, run)

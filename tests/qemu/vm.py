@@ -10,9 +10,10 @@ initramfs whose ``/init``:
 
 1. loads the modules (dependencies first, from each module's ``depends=``);
 2. mounts the host's ``/`` over virtio-9p, read-only, at ``/host``, plus
-   proc, sys, dev and tmpfs on ``/run`` and ``/tmp`` (the writable places);
+   proc, sys, dev, a tmpfs on ``/run`` (``/var/run`` links there) and a
+   tmpfs layer over the host's ``/tmp`` (overlayfs): the writable places;
 3. mounts a second, writable 9p share (the run directory) at
-   ``/tmp/xrc-out`` and runs ``run.sh`` from it chrooted into ``/host``;
+   ``/run/xrc-out`` and runs ``run.sh`` from it chrooted into ``/host``;
 4. prints ``XRC-VM-EXIT <rc>`` and powers off.
 
 qemu's own exit status says nothing about the script, so results come back
@@ -46,10 +47,10 @@ BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 KERNEL_METAPACKAGE = "linux-image-amd64"
 #: what the tier needs; their dependencies are added from the modules' own
 #: ``depends=`` (the .deb ships no modules.dep: depmod runs at install)
-MODULES = ("virtio_pci", "9pnet_virtio", "9p",
+MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay",
            "sch_plug", "ifb", "veth", "act_mirred", "cls_u32", "sch_ingress")
 HOST_TAG, OUT_TAG = "xrchost", "xrcout"
-OUT_MOUNT = "/tmp/xrc-out"              # where run.sh and the results live, in the VM
+OUT_MOUNT = "/run/xrc-out"              # where run.sh and the results live, in the VM
 EXIT_MARK = "XRC-VM-EXIT"
 FAIL_MARK = "XRC-VM-FAIL"
 APT_OPTS = ("-o", "APT::Sandbox::User=root")   # root downloads into our own dir
@@ -277,7 +278,15 @@ mount -t devtmpfs devtmpfs /host/dev || fail "mount /host/dev"
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
-for d in /run /tmp; do mount -t tmpfs -o mode=1777 tmpfs /host$d || fail "tmpfs on $d"; done
+mount -t tmpfs -o mode=0755 tmpfs /host/run || fail "tmpfs on /run"
+# /tmp: the host's, read-only, under a writable tmpfs layer (a checkout or a
+# venv under /tmp stays visible); plain tmpfs if overlayfs refuses 9p
+mkdir -p /ovl && mount -t tmpfs tmpfs /ovl && mkdir -p /ovl/upper /ovl/work
+chmod 1777 /ovl/upper
+if ! mount -t overlay overlay -o lowerdir=/host/tmp,upperdir=/ovl/upper,workdir=/ovl/work /host/tmp; then
+    echo "XRC-VM: overlayfs refused, /tmp is an empty tmpfs"
+    mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "a writable /tmp"
+fi
 mkdir -p /host@OUT@
 mount -t 9p -o $opts @OUTTAG@ /host@OUT@ || fail "mount the run directory over 9p"
 echo "XRC-VM-READY $(cat /proc/uptime)"
@@ -408,7 +417,7 @@ def run_script(script: str, *, rundir: pathlib.Path, kernel: Optional[Kernel] = 
                log: Callable[[str], None] = lambda s: None) -> VMRun:
     """Boot, run ``script`` (sh) chrooted in the host's root, power off.
 
-    ``rundir`` (host side, writable) is ``/tmp/xrc-out`` inside: the script
+    ``rundir`` (host side, writable) is ``/run/xrc-out`` inside: the script
     writes its results there.  Raises :class:`Unavailable` when qemu, busybox
     or the kernel cannot be had.
     """
@@ -443,10 +452,11 @@ def chroot_script(command: Sequence[str], *, cwd: pathlib.Path = ROOT,
     """A run.sh that runs ``command`` in ``cwd`` with a clean environment."""
     base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/root", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-            "XRC_IN_VM": "1", "TMPDIR": "/tmp"}
+            "XRC_IN_VM": "1", "TMPDIR": "/run/tmp"}     # fresh, unlike /tmp
     base.update(env or {})
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(base.items()))
-    return ("set -u\n" + exports + f"cd {shlex.quote(str(cwd))} || exit 125\n"
+    return ("set -u\n" + exports + 'mkdir -p "$TMPDIR"\n'
+            + f"cd {shlex.quote(str(cwd))} || exit 125\n"
             + "echo \"uname: $(uname -r)\"\n" + shlex.join(command) + "\n")
 
 

@@ -408,13 +408,16 @@ class BufferedNIC(CheckpointedDevice):
         print(" done.")
 
     def abandon(self):
-        """After a failed checkpoint: drop what is held, remove everything."""
-        self.uninstall(release=False)
+        """Not in the legacy API: after a failed checkpoint, drop what the
+        plug holds (unacknowledged output) and remove everything."""
+        self._remove(release=False)
 
-    def uninstall(self, release=True):
+    def uninstall(self):
         """Remove plug, redirect and claim (always; errors logged, as the legacy
-        code swallowed them).  ``release=False`` (not in the legacy API) drops
-        the output of unacknowledged epochs instead of sending it."""
+        code swallowed them); what the plug holds is released."""
+        self._remove(release=True)
+
+    def _remove(self, release):
         nic = getattr(self, "_nic", None)
         self.installed = False
         if nic is None:

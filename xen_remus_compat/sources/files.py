@@ -6,10 +6,11 @@ fixtures are read with :func:`read_sxpr_file`, a thin wrapper over
 """
 from __future__ import annotations
 
+import errno
 import os
 from typing import Union
 
-from .. import sxp
+from .. import errors, sxp
 
 
 def read_sxpr_file(path: Union[str, "os.PathLike[str]"], *, continuations: bool = False,
@@ -54,8 +55,14 @@ class FilesSource:
         from .base import DomainRecord
         out = []
         for path in self._files():
-            with open(path, "rb") as f:
-                raw = f.read()
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read()
+            except OSError as e:
+                # an input problem, not a crash: named, errno kept in text and cause
+                raise errors.InputError(
+                    f"cannot read recorded domain file: {e.strerror} "
+                    f"({errno.errorcode.get(e.errno, e.errno)})", source=path) from e
             head = raw.lstrip()[:1]
             if head in (b"[", b"{"):
                 text = raw.decode("utf-8")

@@ -9,8 +9,12 @@ headers with a compiled ``_Static_assert`` (docs/decisions.md).
 
 libxl's log messages (a xentoollog logger whose ``vmessage`` is a Python
 callback formatting the ``va_list`` with libc's ``vsnprintf``) go to the
-``xen_remus_compat`` logger; the last error message is kept so every failing
-call raises :class:`errors.XenError` with libxl's code *and* text.
+``xen_remus_compat`` logger; the warnings and errors logged *during* a call
+are kept (first line of each, in order), so every failing call raises
+:class:`errors.XenError` with libxl's code *and* its text, cause first
+(e.g. yajl's "parse error: premature EOF" before libxl's "unable to
+generate libxl__json_object"), never a message left over from an earlier
+call.
 """
 from __future__ import annotations
 
@@ -134,10 +138,12 @@ class Context:
 
     def __init__(self, library: Optional[str] = None) -> None:
         self.lib = load_library(library)
-        self.last_message: Optional[str] = None
+        #: first lines of the WARNING+ messages libxl logged in this call
+        self.messages: List[str] = []
         self._keep = _Logger(_VMESSAGE(self._vmessage), _PROGRESS(0),
                              _DESTROY(self._destroy))
         ctx = ctypes.c_void_p()
+        self._begin()
         rc = self.lib.libxl_ctx_alloc(ctypes.byref(ctx), LIBXL_VERSION, 0,
                                       ctypes.addressof(self._keep))
         if rc:
@@ -156,16 +162,26 @@ class Context:
         ctxname = context.decode("utf-8", "replace") if context else "libxl"
         pylevel = _XTL_LEVELS.get(level, logging.INFO)
         if pylevel >= logging.WARNING:
-            self.last_message = text
+            first = text.splitlines()[0].strip() if text.strip() else text
+            if first not in self.messages:
+                self.messages.append(first)
         logger.log(pylevel, "%s: %s", ctxname, text)
 
     def _destroy(self, _lg) -> None:
         pass
 
+    @property
+    def last_message(self) -> Optional[str]:
+        return self.messages[-1] if self.messages else None
+
+    def _begin(self) -> None:
+        """Start of a libxl call: forget what earlier calls logged."""
+        self.messages = []
+
     def _error(self, call: str, rc: int, default: str = "") -> errors.XenError:
         name = LIBXL_ERRORS.get(rc, str(rc))
-        msg = self.last_message or default or "failed"
-        self.last_message = None
+        msg = "; ".join(self.messages) or default or "failed"
+        self.messages = []
         return errors.XenError(f"{call}: {msg} [{name}]", code=rc,
                                errno=ctypes.get_errno() or None)
 
@@ -190,6 +206,7 @@ class Context:
     # -- calls ------------------------------------------------------------
     def name_to_domid(self, name: str) -> int:
         out = ctypes.c_uint32()
+        self._begin()
         rc = self.lib.libxl_name_to_domid(self.ctx, name.encode(), ctypes.byref(out))
         if rc:
             raise errors.DomainLookupError(f"no domain named {name!r}") \
@@ -198,11 +215,13 @@ class Context:
         return out.value
 
     def domid_to_name(self, domid: int) -> Optional[str]:
+        self._begin()
         return _take_string(self.lib.libxl_domid_to_name(self.ctx, domid))
 
     def list_domains(self) -> List[dict]:
         """``libxl_list_domain``: one dict (libxl's JSON of libxl_dominfo) each."""
         n = ctypes.c_int()
+        self._begin()
         arr = self.lib.libxl_list_domain(self.ctx, ctypes.byref(n))
         if not arr:
             raise self._error("libxl_list_domain", -3)
@@ -219,6 +238,7 @@ class Context:
     def domain_info(self, domid: int) -> dict:
         buf = ctypes.create_string_buffer(SIZEOF_DOMINFO)
         self.lib.libxl_dominfo_init(buf)
+        self._begin()
         try:
             rc = self.lib.libxl_domain_info(self.ctx, buf, domid)
             if rc:
@@ -234,6 +254,7 @@ class Context:
         """The domain's ``libxl_domain_config`` as libxl's own JSON (a dict)."""
         buf = ctypes.create_string_buffer(SIZEOF_DOMAIN_CONFIG)
         self.lib.libxl_domain_config_init(buf)
+        self._begin()
         try:
             rc = self.lib.libxl_retrieve_domain_configuration(self.ctx, domid,
                                                               buf, None)
@@ -248,6 +269,7 @@ class Context:
         reading of a config (used to check our JSON against libxl)."""
         buf = ctypes.create_string_buffer(SIZEOF_DOMAIN_CONFIG)
         self.lib.libxl_domain_config_init(buf)
+        self._begin()
         try:
             rc = self.lib.libxl_domain_config_from_json(self.ctx, buf,
                                                         text.encode("utf-8"))
@@ -285,22 +307,28 @@ class LibxlSource:
                             libxl_config=cfg)
 
     def open_domain(self, ref):
-        from .base import classify_ref, resolve
+        from .base import classify_ref
         kind, key = classify_ref(ref)
         with Context(self.library) as ctx:
-            if kind == "name":
-                domid = ctx.name_to_domid(key)
-            elif kind == "domid":
-                domid = key
-            else:
-                infos = ctx.list_domains()
-                match = [i for i in infos if i.get("uuid") == key]
-                if not match:
-                    from .. import errors as _e
-                    raise _e.DomainLookupError(f"no domain with UUID {key} in libxl")
-                domid = match[0].get("domid", 0)
+            domid = key if kind == "domid" else self._find(ctx, ref)
             info = ctx.domain_info(domid)
             return self._record(ctx, domid, info)
+
+    @staticmethod
+    def _find(ctx: Context, ref) -> int:
+        """The domid of a name or UUID, chosen by :func:`base.resolve` among
+        every domain's name and UUID, so an ambiguous name and the Remus
+        backup's ``<name>--incoming`` behave as in the other sources
+        (``libxl_name_to_domid`` takes the first match silently)."""
+        from ..config.model import Domain
+        from .base import DomainRecord, resolve
+        stubs = []
+        for info in ctx.list_domains():
+            domid = info.get("domid", 0)      # 0 is omitted (libxl JSON default)
+            dom = Domain(name=ctx.domid_to_name(domid) or "", uuid=info.get("uuid"),
+                         domid=domid)
+            stubs.append(DomainRecord(dom, domid, source="libxl"))
+        return resolve(ref, stubs, "libxl").domid
 
     def records(self):
         with Context(self.library) as ctx:

@@ -17,7 +17,7 @@ import struct
 import subprocess
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 GUEST_ADDR, DOM0_ADDR = "192.0.2.2", "192.0.2.1"      # RFC 5737 TEST-NET-1
 DOM0_MAC, GUEST_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"   # locally administered

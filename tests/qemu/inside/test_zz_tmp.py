@@ -1,3 +1,0 @@
-def test_deliberately_failing():
-    print("inside-stdout-marker")
-    assert 1 + 1 == 3

@@ -6,7 +6,8 @@ PKGS=(
   libxen-dev xen-utils-4.17 
   libyajl-dev               
   gcc make pkg-config python3-dev
-  iproute2 kmod             
+  iproute2 kmod
+  qemu-system-x86 busybox-static             
 )
 missing=()
 for p in "${PKGS[@]}"; do

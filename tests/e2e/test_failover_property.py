@@ -4,11 +4,11 @@ For random dirty patterns, dirty rates, checkpoint intervals and kill
 points: ``remus --sim -p PORT`` protects a simulated guest, a backup
 (``ReceiverService(sim=True)``, i.e. ``remus-receiver --sim``, in this
 process) receives, and the primary's whole process group is killed with
-SIGKILL at a random moment (often mid-epoch).  The backup must then hold
-exactly the primary's memory at the last complete checkpoint, page by page
-(simxen records the version of every page at every checkpoint), never any
-page of the epoch that was cut off; with no complete checkpoint there is
-nothing to fail over to.
+SIGKILL at a random moment, between epochs or inside one.  The backup must
+then hold exactly the primary's memory at the last complete checkpoint,
+page by page (simxen records the version of every page at every
+checkpoint), never any page of the epoch that was cut off; with no
+complete checkpoint there is nothing to fail over to.
 """
 import os
 import signal
@@ -37,16 +37,24 @@ def need_sim():
         pytest.fail(f"simxen is not built ({why}); run 'make native'")
 
 
-class SlowLink:
-    """A relay between primary and backup that carries the stream at
-    ``rate`` bytes/s with a small receive buffer, so that an epoch spends
-    long enough on the wire (the primary blocked inside it) for a random
-    kill to land mid-epoch; loopback alone swallows an epoch in a few ms."""
+class Link:
+    """A relay between primary and backup that can stall the stream.
+
+    Loopback and the kernel's socket buffers (MiBs) swallow an epoch in a
+    millisecond, so a kill at a random time almost always lands between
+    epochs.  When the link stalls, the primary's writes back up until it
+    blocks inside an epoch with the guest suspended (the stop-and-copy
+    write comes before the resume, xl-side.md §2.4): a kill then cuts the
+    stream mid-epoch.  What the primary wrote before dying still reaches
+    the backup once the link flows again.
+    """
 
     CHUNK = 16384
 
-    def __init__(self, backup_port: int, rate: float) -> None:
-        self.backup_port, self.rate = backup_port, rate
+    def __init__(self, backup_port: int) -> None:
+        self.backup_port = backup_port
+        self.go = threading.Event()
+        self.go.set()
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * self.CHUNK)
         self.lsock.bind(("127.0.0.1", 0))
@@ -55,16 +63,13 @@ class SlowLink:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    @staticmethod
-    def _pump(src, dst, rate=None, chunk=CHUNK):
+    def _pump(self, src, dst, gate=None):
         try:
-            while True:
-                data = src.recv(chunk)
+            while gate is None or gate.wait():
+                data = src.recv(self.CHUNK)
                 if not data:
                     break
                 dst.sendall(data)
-                if rate:
-                    time.sleep(len(data) / rate)
         except OSError:
             pass
         finally:
@@ -80,32 +85,45 @@ class SlowLink:
         backup = socket.create_connection(("127.0.0.1", self.backup_port))
         back = threading.Thread(target=self._pump, args=(backup, primary), daemon=True)
         back.start()
-        self._pump(primary, backup, self.rate)
+        self._pump(primary, backup, self.go)
         back.join(timeout=10)
         primary.close()
         backup.close()
 
 
+def wait_blocked_suspended(state: Path, hold: float, timeout: float) -> bool:
+    """Wait until the guest has stayed suspended for ``hold`` s (the primary
+    is blocked writing an epoch); False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = simxen.read_state(state).runstates
+        if runs and runs[-1].state == "suspended" and \
+                time.monotonic() - runs[-1].monotonic >= hold:
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def protect_and_kill(tmp: Path, dom: simxen.SimDomain, interval: int, delay: float,
-                     rate: float = 0.0):
-    """Run primary + backup (through a :class:`SlowLink` when ``rate``);
-    SIGKILL the primary's process group ``delay`` s after simxen recorded
-    its first checkpoint.  Returns (session, simxen state)."""
+                     stall: float = 0.0):
+    """Run primary + backup; ``delay`` s after simxen recorded the first
+    checkpoint, SIGKILL the primary's process group.  With ``stall`` > 0
+    the link stalls first and the kill waits (at most ``stall`` s) for the
+    primary to block mid-epoch.  Returns (session, simxen state, blocked)."""
     svc = ReceiverService(listen="127.0.0.1", port=0, sim=True)
     port = svc.bind()
     sessions = []
     backup = threading.Thread(target=lambda: sessions.extend(svc.serve(once=True)),
                               daemon=True)
     backup.start()
-    link = SlowLink(port, rate) if rate else None
-    if link is not None:
-        port = link.port
+    link = Link(port)
     state = tmp / "sim"
     env = simxen.environment(state, dom)
     env["PYTHONPATH"] = str(ROOT)
+    blocked = False
     with open(tmp / "primary.err", "wb") as err:
         p = subprocess.Popen([PY, "-m", "xen_remus_compat.cli.remus", "--sim",
-                              "-i", str(interval), "-p", str(port), dom.name,
+                              "-i", str(interval), "-p", str(link.port), dom.name,
                               "127.0.0.1"], env=env, cwd=str(tmp),
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=err, start_new_session=True)
@@ -117,37 +135,23 @@ def protect_and_kill(tmp: Path, dom: simxen.SimDomain, interval: int, delay: flo
                 assert time.monotonic() < deadline, "no checkpoint within 30 s"
                 time.sleep(0.005)
             time.sleep(delay)
+            if stall:
+                link.go.clear()
+                blocked = wait_blocked_suspended(state, 0.03, stall)
             assert p.poll() is None, (tmp / "primary.err").read_text()
         finally:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait()
-    if link is not None:
-        link.thread.join(timeout=30)
+            link.go.set()
+    link.thread.join(timeout=30)
     backup.join(timeout=30)
     assert not backup.is_alive() and len(sessions) == 1
-    return sessions[0], simxen.read_state(state)
-
-
-@settings(max_examples=10, deadline=None, derandomize=False,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(pattern=st.sampled_from(simxen.PATTERNS),
-       rate=st.floats(0.2, 40.0),
-       interval=st.integers(20, 200),
-       delay=st.floats(0.0, 0.5),
-       pages=st.sampled_from([512, 2048]),
-       seed=st.integers(1, 1 << 30))
-def test_backup_is_exactly_the_last_complete_checkpoint(pattern, rate, interval,
-                                                        delay, pages, seed):
-    need_sim()
-    dom = simxen.SimDomain(name="propguest", pages=pages, dirty_rate=rate,
-                           dirty_pattern=pattern, seed=seed)
-    with tempfile.TemporaryDirectory(prefix="xrc-failover-") as tmp:
-        session, st_ = protect_and_kill(Path(tmp), dom, interval, delay)
-        check_failover(session, st_, pages)
+    return sessions[0], simxen.read_state(state), blocked
 
 
 def check_failover(session, st_, pages):
+    """The backup holds checkpoint k exactly, k the last one it completed."""
     result = session.result
     assert result is not None, session.error
     k = result.checkpoints
@@ -175,6 +179,52 @@ def check_failover(session, st_, pages):
         if nxt is not None:
             newer = [pfn for pfn in range(pages) if nxt[pfn] != expected[pfn]]
             assert all(got[pfn] == expected[pfn] != nxt[pfn] for pfn in newer)
+
+
+def assert_cut_mid_epoch(session, st_):
+    """The primary died with the guest suspended, so that epoch's
+    CHECKPOINT_END was never written; the backup got part of the epoch and
+    dropped it."""
+    result = session.result
+    assert st_.final_state == "suspended"
+    assert result.ended in ("eof", "truncated")
+    assert result.discarded_records > 0 or result.ended == "truncated"
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=st.sampled_from(simxen.PATTERNS),
+       rate=st.floats(0.2, 40.0),
+       interval=st.integers(20, 200),
+       delay=st.floats(0.0, 0.5),
+       stall=st.sampled_from([0.0, 0.4]),
+       pages=st.sampled_from([512, 2048]),
+       seed=st.integers(1, 1 << 30))
+def test_backup_is_exactly_the_last_complete_checkpoint(pattern, rate, interval,
+                                                        delay, stall, pages, seed):
+    need_sim()
+    dom = simxen.SimDomain(name="propguest", pages=pages, dirty_rate=rate,
+                           dirty_pattern=pattern, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="xrc-failover-") as tmp:
+        session, st_, blocked = protect_and_kill(Path(tmp), dom, interval, delay, stall)
+        check_failover(session, st_, pages)
+        if blocked:
+            assert_cut_mid_epoch(session, st_)
+
+
+@pytest.mark.parametrize("pattern", simxen.PATTERNS)
+def test_kill_while_blocked_mid_epoch(pattern):
+    """The kill lands inside an epoch (guest suspended, primary blocked
+    writing): the backup drops that epoch and holds the previous one."""
+    need_sim()
+    dom = simxen.SimDomain(name="midguest", pages=2048, dirty_rate=40.0,
+                           dirty_pattern=pattern, seed=9)
+    with tempfile.TemporaryDirectory(prefix="xrc-failover-") as tmp:
+        session, st_, blocked = protect_and_kill(Path(tmp), dom, 50, 0.1, stall=10.0)
+        assert blocked, "the primary never blocked inside an epoch"
+        check_failover(session, st_, dom.pages)
+        assert_cut_mid_epoch(session, st_)
+        assert session.result.checkpoints >= 1
 
 
 @pytest.mark.parametrize("pattern", ["sequential", "hotspot"])

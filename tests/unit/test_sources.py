@@ -16,14 +16,13 @@ import logging
 import os
 import socket
 import stat
-import textwrap
 
 import pytest
 
 from xen_remus_compat import errors, sources
 from xen_remus_compat.config.model import Domain
 from xen_remus_compat.legacy import vm as legacy_vm
-from xen_remus_compat.sources import base, files, libxl as libxlsrc, sim, xend, xlcli
+from xen_remus_compat.sources import base, libxl as libxlsrc, sim, xend, xlcli
 
 UUID = "5f2a1c3e-8d4b-4e6f-9a7b-0c1d2e3f4a5b"
 MISSING_LIB = "/nonexistent/xrc/libxenlight.so.4.17"

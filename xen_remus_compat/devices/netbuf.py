@@ -68,6 +68,10 @@ NLMSGERR_ATTR_MSG = 1
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
 RTM_NEWTFILTER, RTM_DELTFILTER, RTM_GETTFILTER = 44, 45, 46
 TCA_KIND, TCA_OPTIONS = 1, 2
+TCA_STATS2 = 7                   # nested gnet_stats (linux/gen_stats.h)
+TCA_STATS_QUEUE = 3              # struct gnet_stats_queue: qlen, backlog, ...
+#: how long uninstall waits for a released plug to drain before deleting it
+DRAIN_TIMEOUT = 5.0
 TC_H_ROOT = 0xFFFFFFFF
 TC_H_INGRESS = 0xFFFFFFF1
 INGRESS_HANDLE = 0xFFFF0000          # "ffff:"
@@ -419,6 +423,19 @@ class QdiscInfo:
     handle: int
     parent: int
     options: Optional[bytes] = None
+    qlen: Optional[int] = None       # packets queued (TCA_STATS2/QUEUE)
+    backlog: Optional[int] = None    # bytes queued
+
+
+def queue_stats(attrs: Dict[int, bytes]) -> Tuple[Optional[int], Optional[int]]:
+    """``(qlen, backlog)`` from a qdisc message's TCA_STATS2, if present."""
+    nested = attrs.get(TCA_STATS2)
+    if not nested:
+        return None, None
+    q = rtattrs(nested, 0).get(TCA_STATS_QUEUE)
+    if not q or len(q) < 8:
+        return None, None
+    return struct.unpack_from("=II", q, 0)
 
 
 @dataclass(frozen=True)
@@ -578,9 +595,12 @@ class Rtnl:
             m.decode()
             if m["index"] != index:
                 continue
+            attrs = rtattrs(raw)
+            qlen, backlog = queue_stats(attrs)
             out.append(QdiscInfo(index=m["index"], kind=m.get_attr("TCA_KIND"),
                                  handle=m["handle"], parent=m["parent"],
-                                 options=rtattrs(raw).get(TCA_OPTIONS)))
+                                 options=attrs.get(TCA_OPTIONS), qlen=qlen,
+                                 backlog=backlog))
         return out
 
     def root_qdisc(self, index: int) -> Optional[QdiscInfo]:
@@ -846,6 +866,7 @@ class PlugBuffer:
         try:
             if release:
                 self.release_indefinite()
+                self._drain()
         except NetbufError as e:
             if e.errno is None or e.errno not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
                 raise
@@ -856,6 +877,27 @@ class PlugBuffer:
                 raise NetbufError(f"{self.ifb.name}: cannot delete the {self.kind} "
                                   f"qdisc: {e}", errno=e.errno) from e
         self.installed = False
+
+
+    def _drain(self, timeout: float = None) -> None:
+        """Wait until the released queue is empty: deleting the qdisc
+        earlier would throw away what the IFB has not pulled yet (it pulls
+        in batches of its txqueuelen)."""
+        timeout = DRAIN_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                q = self.rtnl.root_qdisc(self.ifb.index)
+            except (NetlinkError, OSError):
+                return
+            if q is None or not q.qlen:
+                return
+            if time.monotonic() >= deadline:
+                logger.warning("%s: %d packets still queued after %.1fs; deleting "
+                               "the %s qdisc anyway", self.ifb.name, q.qlen, timeout,
+                               self.kind)
+                return
+            time.sleep(0.002)
 
 
 class PfifoStandIn(PlugBuffer):

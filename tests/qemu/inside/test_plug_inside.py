@@ -147,6 +147,20 @@ def test_uninstall_releases_what_was_held(lab, nic, tmp_path):
     assert (tmp_path / "ifb").read_text() == ""
 
 
+def test_uninstall_releases_a_large_backlog(lab, nic):
+    """2000 held datagrams (~480 kB, far under the limit: about what a 1 Gbit/s
+    guest sends in one 25 ms epoch) all get out on uninstall.  The IFB drains
+    the released plug in rounds (its own queue is only txqueuelen deep), so
+    the qdisc must not be deleted before it is empty: deleting purges it."""
+    n = nic()
+    count = 2000
+    lab.send(range(count), size=200)
+    lab.wait_qdisc(n.ifbname, qlen=count, wait=30)
+    n.uninstall()
+    got = lab.receive(count, wait=10)
+    assert (len(got), got == list(range(count))) == (count, True)
+
+
 def test_release_indefinite_passes_through_until_buffer(lab, nic):
     n = nic()
     lab.send(range(3))

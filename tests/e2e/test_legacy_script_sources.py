@@ -296,8 +296,8 @@ def test_xend_source_unknown_domain_and_refusing_socket(script, xend_server, tmp
     proc = run([str(script), "nosuch", "backup", "8002"], env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert output(proc) == ["error: error looking up domain nosuch: xend "
-                            f"{xend_server[len('httpu://'):]}: error looking up domain "
-                            "nosuch: Domain 'nosuch' does not exist."]
+                            f"{xend_server[len('httpu://'):]}: xend: "
+                            "Domain 'nosuch' does not exist."]
     env["XM_SERVER"] = "httpu://" + str(tmp_path / "no-xend.sock")
     proc = run([str(script), "rhel5", "backup", "8002"], env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

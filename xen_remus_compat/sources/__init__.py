@@ -8,6 +8,7 @@ from .. import errors
 from ..log import logger
 from .base import DomainRecord, classify_ref, resolve  # noqa: F401
 
+FILES_ENV = "XEN_REMUS_COMPAT_FILES"
 SOURCES = ("auto", "libxl", "xl", "xend", "files", "sim")
 
 
@@ -24,9 +25,11 @@ def get_source(name: str = "auto", **options: Any):
         return XendSource(options.get("url"))
     if name == "files":
         from .files import FilesSource
-        paths = options.get("paths") or []
+        paths = options.get("paths") or [
+            p for p in os.environ.get(FILES_ENV, "").split(os.pathsep) if p]
         if not paths:
-            raise errors.InputError("the files source needs at least one path")
+            raise errors.InputError(f"the files source needs at least one path "
+                                    f"(set {FILES_ENV}, ':'-separated)")
         return FilesSource(paths)
     if name == "sim":
         from .sim import SimSource

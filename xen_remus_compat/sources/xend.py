@@ -76,8 +76,8 @@ class XendSource(Source):
         except xmlrpc.client.Fault as f:
             if f.faultCode == ERROR_INVALID_DOMAIN:
                 raise errors.DomainLookupError(
-                    f"error looking up domain {args[0] if args else ''}: "
-                    f"{f.faultString}", source=f"xend {_describe(self.url)}") from f
+                    f"xend: {f.faultString}",
+                    source=f"xend {_describe(self.url)}") from f
             raise errors.XenError(f"xend {what} failed: {f.faultString}",
                                   code=f.faultCode) from f
         except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as e:

@@ -790,6 +790,7 @@ class PlugBuffer:
         self.limit = check_limit(limit)
         self.installed = False
         self.replaced: Optional[str] = None
+        self.indefinite = False          # RELEASE_INDEFINITE sent, no BUFFER since
         self._msgs: Dict[int, bytearray] = {}
 
     # per-kind messages (overridden by the stand-in)
@@ -845,6 +846,7 @@ class PlugBuffer:
     def buffer(self) -> None:
         """Close the current epoch (TCQ_PLUG_BUFFER)."""
         self._send(TCQ_PLUG_BUFFER)
+        self.indefinite = False
 
     def release_one(self) -> None:
         """Release the epoch closed by the latest BUFFER."""
@@ -853,6 +855,20 @@ class PlugBuffer:
     def release_indefinite(self) -> None:
         """Let everything through until the next BUFFER."""
         self._send(TCQ_PLUG_RELEASE_INDEFINITE)
+        self.indefinite = True
+
+    def release_all(self) -> None:
+        """Let everything held out and wait until the queue is empty (a
+        qdisc already gone counts as released)."""
+        if not self.installed:
+            return
+        try:
+            if not self.indefinite:
+                self.release_indefinite()
+            self._drain()
+        except NetbufError as e:
+            if e.errno is None or e.errno not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
+                raise
 
     def remove(self, release: bool = True) -> None:
         """Release what is held, then delete the qdisc (idempotent).
@@ -863,13 +879,8 @@ class PlugBuffer:
         """
         if not self.installed:
             return
-        try:
-            if release:
-                self.release_indefinite()
-                self._drain()
-        except NetbufError as e:
-            if e.errno is None or e.errno not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
-                raise
+        if release:
+            self.release_all()
         try:
             self.rtnl.request(build_root_del(self.ifb.index))
         except NetlinkError as e:
@@ -1046,12 +1057,19 @@ class BufferedNIC:
                 failures.append(e)
 
         try:
-            if self.buffer is not None:
-                step("releasing and removing the buffer" if release else
-                     "dropping unacknowledged output and removing the buffer",
-                     lambda: self.buffer.remove(release=release))
+            # Held output goes out first, in order, while the vif's output
+            # still goes through the plug; then the redirect goes; the plug
+            # is deleted last: deleting a root qdisc drops whatever reaches
+            # the device meanwhile (the kernel puts noop_qdisc in its place
+            # for an RCU grace period; seen on the real plug, qemu tier).
+            if self.buffer is not None and release:
+                step("releasing the buffer", self.buffer.release_all)
             if self.redirect is not None:
                 step("removing the redirect", self.redirect.remove)
+            if self.buffer is not None:
+                step("removing the buffer" if release else
+                     "dropping unacknowledged output and removing the buffer",
+                     lambda: self.buffer.remove(release=release))
             if self._ifb_up and self.ifb is not None and not self.claim_created():
                 def down():
                     try:

@@ -14,20 +14,27 @@ no setting reaches a command).  So that the test neither creates that
 directory on this host nor races other users of it, remus runs with a tmpfs
 over ``/run`` and the test's own directory bound at ``/run/remus``, in the
 private mount namespace ``ip netns exec`` already gives it.
+
+Also here (no namespace needed): the engine's stats file stamps each
+CHECKPOINT_END with CLOCK_MONOTONIC (column 4), which the qemu tier's
+output-commit test orders datagrams against.
 """
 from __future__ import annotations
 
 import os
 import pathlib
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.conftest import ROOT, tier_unavailable
 from tests.linux.test_netbuf_netns import Topo, linux_tier  # noqa: F401 (fixture)
 from xen_remus_compat import simxen
+from xen_remus_compat.engine import STATS_ENV
 
 #: the installed console script, beside this interpreter (the venv's)
 REMUS = pathlib.Path(sys.executable).with_name("remus")
@@ -97,3 +104,42 @@ def test_remus_without_sch_plug_fails_early_and_leaves_nothing(topo, tmp_path):
     table = pool / "ifb"
     assert not table.exists() or table.read_text() == ""
     assert set(os.listdir(pool)) <= {"ifb", "ifb.lock"}
+
+
+def test_stats_file_stamps_each_checkpoint_end_with_the_monotonic_clock(tmp_path):
+    """Column 4 of $XEN_REMUS_COMPAT_STATS_FILE is CLOCK_MONOTONIC right after
+    CHECKPOINT_END was written: after the guest resumed from that checkpoint
+    (postcopy comes first, xl-side.md §3.5) and before it is suspended for the
+    next one (simxen's runstate.log records both on the same clock).  Columns
+    1-3 keep their meaning (demo.py reads column 2)."""
+    ok, why = simxen.available()
+    if not ok:
+        pytest.fail(why)
+    stats, state = tmp_path / "stats", tmp_path / "sim"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XEN_REMUS_COMPAT_")}
+    env[STATS_ENV] = str(stats)
+    env = simxen.environment(state, base=env)
+    proc = subprocess.Popen([str(REMUS), "--sim", "--no-net", "--blackhole", "-i", "20",
+                             "simguest"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(stats.read_text().splitlines() if stats.exists() else []) < 5:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    rows = [line.split() for line in stats.read_text().splitlines()]
+    assert all(len(r) == 4 for r in rows), rows
+    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+    runs = simxen.read_state(state).runstates
+    resumed = {rs.suspensions: rs.monotonic for rs in runs if rs.state == "running"}
+    suspended = {rs.suspensions: rs.monotonic for rs in runs if rs.state == "suspended"}
+    for r in rows:
+        n, end = int(r[0]), float(r[3])
+        assert resumed[n] < end, (n, resumed[n], end)
+        if n + 1 in suspended:
+            assert end < suspended[n + 1], (n, end, suspended[n + 1])

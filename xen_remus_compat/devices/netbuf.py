@@ -842,11 +842,12 @@ class PlugBuffer:
             raise NetbufError(f"{self.ifb.name}: {self.kind} "
                               f"{PLUG_ACTION_NAMES[action]} failed: {e}",
                               errno=e.errno) from e
+        if action in (TCQ_PLUG_BUFFER, TCQ_PLUG_RELEASE_INDEFINITE):
+            self.indefinite = action == TCQ_PLUG_RELEASE_INDEFINITE
 
     def buffer(self) -> None:
         """Close the current epoch (TCQ_PLUG_BUFFER)."""
         self._send(TCQ_PLUG_BUFFER)
-        self.indefinite = False
 
     def release_one(self) -> None:
         """Release the epoch closed by the latest BUFFER."""
@@ -855,7 +856,6 @@ class PlugBuffer:
     def release_indefinite(self) -> None:
         """Let everything through until the next BUFFER."""
         self._send(TCQ_PLUG_RELEASE_INDEFINITE)
-        self.indefinite = True
 
     def release_all(self) -> None:
         """Let everything held out and wait until the queue is empty (a

@@ -21,6 +21,13 @@ plug -> back into dom0's stack.  ``remus --sim --blackhole`` runs in "dom0"
 gives the CLOCK_MONOTONIC time at which each CHECKPOINT_END was written
 (column 4).  The clock is the same for every process of the VM.
 
+remus is started under simxen already (``simxen.environment``), so ``--sim``
+does not re-execute itself: one interpreter start less (~2 s under TCG),
+and SIGTERM reaches the engine's process directly, as on a real host.  The
+sender keeps going through the stop, so the teardown order is tested too:
+deleting the plug while the redirect still feeds it loses a datagram (the
+kernel swaps in noop_qdisc during the deletion).
+
 Why no tolerance on "arrival >= CHECKPOINT_END written": the datagram's
 send time is read before ``send()``, the END time after the write returns
 and before the commit hook sends RELEASE_ONE, and the arrival time after
@@ -29,7 +36,6 @@ chain, so the comparison is exact whatever the scheduling.
 """
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -209,9 +215,6 @@ class Remus:
         base = {k: v for k, v in os.environ.items() if not k.startswith("XEN_REMUS_COMPAT_")}
         base.update({"XEN_REMUS_COMPAT_SIM_VIFS": "vh0",
                      "XEN_REMUS_COMPAT_STATS_FILE": str(self.stats)})
-        # started under simxen already, so ``--sim`` does not re-execute
-        # itself (one interpreter start less: seconds under TCG); SIGTERM
-        # then reaches the engine's process directly, as without --sim
         domain = simxen.SimDomain(fail=(fail,) if fail else ())
         env = simxen.environment(self.state, domain, base=base)
         self.started = time.monotonic()

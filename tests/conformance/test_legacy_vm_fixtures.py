@@ -9,13 +9,10 @@ through the sources (files, xl, xend XML-RPC) and the model.
 """
 import json
 import os
-import re
-import socketserver
-import threading
-import xmlrpc.server
 
 import pytest
 
+from tests.support.xendserver import serve_xend, wire_ints
 from xen_remus_compat import sxp
 from xen_remus_compat.config import libxl_json, sxpr as sxprmod
 from xen_remus_compat.legacy import vm as legacy_vm
@@ -113,62 +110,12 @@ def test_vm_from_files_source(monkeypatch, fname, path, idx):
 
 # -- xend XML-RPC over a unix socket, and xl list -l, for the same domains -----
 
-class _UnixXMLRPC(socketserver.UnixStreamServer):
-    pass
-
-
-class _Handler(xmlrpc.server.SimpleXMLRPCRequestHandler):
-    disable_nagle_algorithm = False      # no TCP_NODELAY on a unix socket
-
-    def setup(self):
-        self.client_address = ("unix", 0)  # http.server wants (host, port)
-        super().setup()
-
-    def log_message(self, *args):
-        pass
-
-
-def _ints(sx):
-    """What XML-RPC delivered: integer-looking atoms as ints (section 11.5)."""
-    if isinstance(sx, list):
-        return [_ints(x) for x in sx]
-    if isinstance(sx, str) and re.fullmatch(r"-?\d+", sx) and -2**31 <= int(sx) < 2**31:
-        return int(sx)
-    return sx
-
-
 @pytest.fixture(scope="module")
 def xend_server(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("xend")
     doms = {}
-
-    def domain(ref, detail):
-        if str(ref) not in doms:
-            raise xmlrpc.client.Fault(3, f"Domain '{ref}' does not exist.")
-        return doms[str(ref)]
-
-    path = str(tmp_path / "xmlrpc.sock")
-
-    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer,
-                 xmlrpc.server.SimpleXMLRPCDispatcher):
-        logRequests = False
-
-        def __init__(self, addr):
-            xmlrpc.server.SimpleXMLRPCDispatcher.__init__(self, allow_none=True)
-            socketserver.UnixStreamServer.__init__(self, addr, _Handler)
-
-    srv = Server(path)
-    srv.register_function(domain, "xend.domain")
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield doms, "httpu://" + path
-    finally:
-        srv.shutdown()
-        srv.server_close()
-
-
-import xmlrpc.client  # noqa: E402
+    path = str(tmp_path_factory.mktemp("xend") / "xmlrpc.sock")
+    with serve_xend(path, doms) as url:
+        yield doms, url
 
 
 XEND_CASES = [c for c in CASES if c[0] != "ganeti"][:52]
@@ -179,7 +126,7 @@ def test_vm_xend_and_xl_sources_agree(monkeypatch, xend_server, fname, path, idx
     doms, url = xend_server
     raw = raw_domains(fname, path)[idx]
     domid, name, disks, vifs = expected(raw)
-    wire = _ints(raw)
+    wire = wire_ints(raw)
     doms[str(domid)] = wire
     doms[name] = wire
     monkeypatch.setattr(legacy_vm, "SOURCE", "xend")

@@ -390,23 +390,8 @@ def test_missing_library_is_environment_problem():
 # (f) xl's sxp dump, printed by the real xl, read by sources.xlcli
 # ---------------------------------------------------------------------------
 
-#: xl-side.md 4.4 (PV) and 4.5 (HVM) configurations.
-WEB01_CFG = """\
-name = "web01"
-uuid = "5f2a1c3e-8d4b-4e6f-9a7b-0c1d2e3f4a5b"
-type = "pv"
-kernel = "/boot/vmlinuz-guest"
-ramdisk = "/boot/initrd-guest"
-extra = "console=hvc0 root=/dev/xvda1 ro"
-memory = 1024
-maxmem = 2048
-vcpus = 2
-maxvcpus = 4
-on_crash = "restart"
-disk = [ 'phy:/dev/drbd0,xvda,w', 'format=raw, vdev=xvdb, access=rw, target=/dev/drbd1' ]
-vif = [ 'mac=00:16:3e:12:34:56,bridge=xenbr0,ip=192.168.1.10',
-        'mac=00:16:3e:12:34:57,bridge=xenbr1,script=vif-bridge,vifname=web01-eth1' ]
-"""
+#: xl-side.md 4.4 (PV, realxl.WEB01_CFG) and 4.5 (HVM) configurations.
+WEB01_CFG = realxl.WEB01_CFG
 WIN01_CFG = """\
 name = "win01"
 uuid = "0b7c9e2a-4d1f-4c3b-8e5a-9f6d7c8b1a20"

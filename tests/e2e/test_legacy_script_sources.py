@@ -30,18 +30,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import socketserver
 import subprocess
 import sys
-import threading
-import xmlrpc.client
-import xmlrpc.server
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FIXTURES
+from tests.support.xendserver import serve_xend, wire_ints
 from xen_remus_compat import simxen, sxp
 from xen_remus_compat.config import libxl_json, sxpr as sxprmod
 
@@ -220,26 +216,6 @@ def test_files_source_unknown_domain(script):
 
 # -------------------------------------------------------------------- xend
 
-def _ints(sx):
-    """What XML-RPC delivered: integer-looking atoms as ints (11.5)."""
-    if isinstance(sx, list):
-        return [_ints(x) for x in sx]
-    if isinstance(sx, str) and re.fullmatch(r"-?\d+", sx) and -2**31 <= int(sx) < 2**31:
-        return int(sx)
-    return sx
-
-
-class _Handler(xmlrpc.server.SimpleXMLRPCRequestHandler):
-    disable_nagle_algorithm = False      # no TCP_NODELAY on a unix socket
-
-    def setup(self):
-        self.client_address = ("unix", 0)
-        super().setup()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def xend_server(tmp_path_factory):
     """xend's XML-RPC on a unix socket, serving every fixture's domains by
@@ -247,37 +223,14 @@ def xend_server(tmp_path_factory):
     doms = {}
     for fx in FIXTURE_SET.values():
         for raw in fx.domains():
-            wire = _ints(raw)
+            wire = wire_ints(raw)
             for key in ("domid", "name", "uuid"):
                 value = sxp.child_value(raw, key)
                 if value is not None:
                     doms[str(value)] = wire
-
-    def domain(ref, detail):
-        if str(ref) not in doms:
-            raise xmlrpc.client.Fault(3, f"Domain '{ref}' does not exist.")
-        return doms[str(ref)]
-
     path = str(tmp_path_factory.mktemp("xend") / "xmlrpc.sock")
-
-    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer,
-                 xmlrpc.server.SimpleXMLRPCDispatcher):
-        daemon_threads = True
-        logRequests = False
-
-        def __init__(self, addr):
-            xmlrpc.server.SimpleXMLRPCDispatcher.__init__(self, allow_none=True)
-            socketserver.UnixStreamServer.__init__(self, addr, _Handler)
-
-    srv = Server(path)
-    srv.register_function(domain, "xend.domain")
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "httpu://" + path
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serve_xend(path, doms) as url:
+        yield url
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURE_SET))

@@ -32,7 +32,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, tier_unavailable
-from tests.linux.test_netbuf_netns import Topo, linux_tier  # noqa: F401 (fixture)
+from tests.linux.test_netbuf_netns import linux_tier, one_guest_topo  # noqa: F401 (fixture)
 from xen_remus_compat import simxen
 from xen_remus_compat.engine import STATS_ENV
 
@@ -65,12 +65,8 @@ def topo(linux_tier):  # noqa: F811
     ok, why = simxen.available()
     if not ok:
         pytest.fail(why)
-    t = Topo()
-    try:
-        t.add_guest()
+    with one_guest_topo() as t:
         yield t
-    finally:
-        t.destroy()
 
 
 def test_remus_without_sch_plug_fails_early_and_leaves_nothing(topo, tmp_path):

@@ -12,6 +12,7 @@ Debian's) the same file runs the real plug semantics instead.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,10 +23,13 @@ import sys
 import textwrap
 import time
 import uuid
+from typing import Iterator
 
 import pytest
 
 from tests.conftest import ROOT, tier_unavailable
+from tests.support.netbuf_fixtures import (  # noqa: F401 (fixtures)
+    fresh_quirks, pool_text, registry)
 from xen_remus_compat import errors, quirks
 from xen_remus_compat.devices import netbuf
 
@@ -168,8 +172,9 @@ def wait_tx(topo: Topo, dev: str, base: int, want: int, wait: float = 2.0) -> in
         time.sleep(0.05)
 
 
-@pytest.fixture
-def topo(linux_tier):
+@contextlib.contextmanager
+def one_guest_topo() -> Iterator[Topo]:
+    """A Topo with one guest, deleted on the way out even when a test fails."""
     t = Topo()
     try:
         t.add_guest()
@@ -179,26 +184,15 @@ def topo(linux_tier):
 
 
 @pytest.fixture
-def registry():
-    return netbuf.CleanupRegistry()
-
-
-@pytest.fixture(autouse=True)
-def _quirks():
-    quirks.reset()
-    yield
-    quirks.reset()
+def topo(linux_tier):
+    with one_guest_topo() as t:
+        yield t
 
 
 def nic(topo, tmp_path, registry, vif="vh0", **kw):
     kw.setdefault("buffer_class", netbuf.PfifoStandIn)
     return netbuf.BufferedNIC(vif, netns=topo.host, pool_dir=str(tmp_path),
                               registry=registry, **kw)
-
-
-def pool(tmp_path) -> str:
-    p = tmp_path / "ifb"
-    return p.read_text() if p.exists() else ""
 
 
 # -- the redirect, on the real kernel --------------------------------------------------
@@ -220,12 +214,12 @@ def test_guest_traffic_crosses_the_ifb(topo, tmp_path, registry):
         assert wait_tx(topo, "ifb0", base, 20) >= 20
         n.postsuspend()
         n.commit()
-        assert pool(tmp_path) == "ifb0 %d\n" % os.getpid()
+        assert pool_text(tmp_path) == "ifb0 %d\n" % os.getpid()
     finally:
         n.uninstall()
         listener.close()
     assert topo.snapshot() == before
-    assert pool(tmp_path) == ""
+    assert pool_text(tmp_path) == ""
 
 
 @pytest.mark.parametrize("proto_ip", [False, True])
@@ -262,7 +256,7 @@ def test_second_protected_vif(topo, tmp_path, registry):
         assert len(recv_all(l1, 10)) == 10
         assert wait_tx(topo, b.ifbname, base_b, 10) >= 10
         assert topo.stats(a.ifbname)["tx"]["packets"] - base_a < 10
-        assert len(pool(tmp_path).splitlines()) == 2
+        assert len(pool_text(tmp_path).splitlines()) == 2
     finally:
         b.uninstall()
         a.uninstall()
@@ -285,7 +279,7 @@ def test_plug_step(topo, tmp_path, registry, linux_tier):
         assert "sch_plug" in msg and "CONFIG_NET_SCH_PLUG" in msg
         assert "ifb0" in msg and "ENOENT" in msg
     assert topo.snapshot() == before
-    assert pool(tmp_path) == "" and len(registry) == 0
+    assert pool_text(tmp_path) == "" and len(registry) == 0
 
 
 def test_plug_holds_output_until_release(topo, tmp_path, registry, linux_tier):
@@ -320,7 +314,7 @@ def test_exception_inside_with_leaves_nothing(topo, tmp_path, registry):
     with pytest.raises(RuntimeError):
         with nic(topo, tmp_path, registry):
             raise RuntimeError("checkpoint failed")
-    assert topo.snapshot() == before and pool(tmp_path) == ""
+    assert topo.snapshot() == before and pool_text(tmp_path) == ""
 
 
 def test_failed_install_leaves_their_state_alone(topo, tmp_path, registry):
@@ -330,7 +324,7 @@ def test_failed_install_leaves_their_state_alone(topo, tmp_path, registry):
     before = topo.snapshot()
     with pytest.raises(netbuf.NetbufError, match="pref 10"):
         nic(topo, tmp_path, registry)
-    assert topo.snapshot() == before and pool(tmp_path) == ""
+    assert topo.snapshot() == before and pool_text(tmp_path) == ""
 
 
 def test_registry_cleanup(topo, tmp_path, registry):
@@ -343,7 +337,7 @@ def test_registry_cleanup(topo, tmp_path, registry):
     assert (a.ifbname, b.ifbname) == ("ifb0", "ifb1")
     assert len(registry) == 2
     assert registry.cleanup_all() == []
-    assert topo.snapshot() == before and pool(tmp_path) == ""
+    assert topo.snapshot() == before and pool_text(tmp_path) == ""
 
 
 CHILD = textwrap.dedent("""
@@ -382,12 +376,12 @@ def test_pool_across_two_processes(topo, tmp_path):
     p1, ifb1 = child(topo, tmp_path, "vh1", "wait")
     try:
         assert ifb0 != ifb1
-        claims = dict(line.split() for line in pool(tmp_path).splitlines())
+        claims = dict(line.split() for line in pool_text(tmp_path).splitlines())
         assert claims == {ifb0: str(p0.pid), ifb1: str(p1.pid)}
     finally:
         outs = [p.communicate("go\n", timeout=20) for p in (p0, p1)]
     assert [o[0].split()[-1] for o in outs] == ["DONE", "DONE"]
-    assert pool(tmp_path) == ""
+    assert pool_text(tmp_path) == ""
     assert topo.snapshot() == before
 
 
@@ -396,13 +390,13 @@ def test_killed_owner_claim_is_reclaimed(topo, tmp_path, registry):
     p, ifb = child(topo, tmp_path, "vh0", "wait")
     p.kill()
     p.wait(timeout=10)
-    assert pool(tmp_path) == f"{ifb} {p.pid}\n"
+    assert pool_text(tmp_path) == f"{ifb} {p.pid}\n"
     assert f"device {ifb}" in topo.filters("vh0")         # the dead owner's redirect
     with nic(topo, tmp_path, registry, "vh1") as n:
         assert n.ifbname == ifb and n.claim.reclaimed_from == p.pid
         assert "mirred" not in topo.filters("vh0")          # swept
-        assert pool(tmp_path) == f"{ifb} {os.getpid()}\n"
-    assert pool(tmp_path) == ""
+        assert pool_text(tmp_path) == f"{ifb} {os.getpid()}\n"
+    assert pool_text(tmp_path) == ""
     assert "mirred" not in topo.filters("vh1")
 
 
@@ -410,13 +404,13 @@ def test_killed_owner_claim_is_reclaimed(topo, tmp_path, registry):
 def test_signal_and_exit_paths_leave_nothing(topo, tmp_path, mode):
     before = topo.snapshot()
     p, ifb = child(topo, tmp_path, "vh0", mode)
-    assert pool(tmp_path) == f"{ifb} {p.pid}\n" or mode == "exit"
+    assert pool_text(tmp_path) == f"{ifb} {p.pid}\n" or mode == "exit"
     if mode == "sigterm":
         p.send_signal(signal.SIGTERM)
     p.communicate(timeout=20)
     assert p.returncode == (-signal.SIGTERM if mode == "sigterm" else 0)
     assert topo.snapshot() == before
-    assert pool(tmp_path) == ""
+    assert pool_text(tmp_path) == ""
 
 
 # -- the legacy facade ------------------------------------------------------------------------
@@ -458,7 +452,7 @@ def test_legacy_buffered_nic(topo, tmp_path, legacy, monkeypatch, capsys):
         n.uninstall()
     finally:
         listener.close()
-    assert topo.snapshot() == before and pool(tmp_path) == ""
+    assert topo.snapshot() == before and pool_text(tmp_path) == ""
 
 
 def test_legacy_plug_missing(topo, tmp_path, legacy, linux_tier):
@@ -467,4 +461,4 @@ def test_legacy_plug_missing(topo, tmp_path, legacy, linux_tier):
     before = topo.snapshot()
     with pytest.raises(errors.EnvironmentProblem, match="sch_plug"):
         legacy.BufferedNIC(_vif("vh0"))
-    assert topo.snapshot() == before and pool(tmp_path) == ""
+    assert topo.snapshot() == before and pool_text(tmp_path) == ""

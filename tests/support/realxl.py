@@ -48,6 +48,24 @@ STATE_DIRS = ("/var/lock", "/var/lib/xen", "/var/log/xen", "/var/run/xen")
 XL_CONF_PATH = "/etc/xen/xl.conf"
 #: ``xl -N block-attach`` prints this, then the disk's JSON.
 DISK_PREFIX = "disk: "
+#: The PV guest configuration of xl-side.md section 4.4 (``web01``), verbatim;
+#: several conformance tests feed it to the real xl.
+WEB01_CFG = """\
+name = "web01"
+uuid = "5f2a1c3e-8d4b-4e6f-9a7b-0c1d2e3f4a5b"
+type = "pv"
+kernel = "/boot/vmlinuz-guest"
+ramdisk = "/boot/initrd-guest"
+extra = "console=hvc0 root=/dev/xvda1 ro"
+memory = 1024
+maxmem = 2048
+vcpus = 2
+maxvcpus = 4
+on_crash = "restart"
+disk = [ 'phy:/dev/drbd0,xvda,w', 'format=raw, vdev=xvdb, access=rw, target=/dev/drbd1' ]
+vif = [ 'mac=00:16:3e:12:34:56,bridge=xenbr0,ip=192.168.1.10',
+        'mac=00:16:3e:12:34:57,bridge=xenbr1,script=vif-bridge,vifname=web01-eth1' ]
+"""
 
 Runner = Callable[..., subprocess.CompletedProcess]
 

@@ -14,6 +14,8 @@ import struct
 
 import pytest
 
+from tests.support.netbuf_fixtures import (  # noqa: F401 (fixtures)
+    fresh_quirks, pool_text, registry)
 from xen_remus_compat import errors, quirks
 from xen_remus_compat.devices import blockremus, ifbpool, netbuf
 from xen_remus_compat.legacy import blkdev, device, qdisc, vif as vifmod
@@ -203,26 +205,9 @@ def rtnl(kernel):
     return FakeRtnl(kernel)
 
 
-@pytest.fixture
-def registry():
-    return netbuf.CleanupRegistry()
-
-
-@pytest.fixture(autouse=True)
-def _quirks():
-    quirks.reset()
-    yield
-    quirks.reset()
-
-
 def make_nic(rtnl, tmp_path, registry, vif="vif5.0", **kw):
     kw.setdefault("pool", ifbpool.IfbPool(rtnl, pool_dir=str(tmp_path)))
     return netbuf.BufferedNIC(vif, rtnl=rtnl, registry=registry, **kw)
-
-
-def pool_text(tmp_path):
-    p = tmp_path / "ifb"
-    return p.read_text() if p.exists() else ""
 
 
 # -- devices/netbuf.py: the buffered NIC ------------------------------------------------

@@ -5,7 +5,7 @@ import signal
 import pytest
 
 from tests.qemu.inside.netlab import Lab
-from xen_remus_compat import quirks
+from tests.support.netbuf_fixtures import fresh_quirks, registry  # noqa: F401 (fixtures)
 from xen_remus_compat.devices import netbuf
 
 
@@ -16,18 +16,6 @@ def lab():
         yield lab.build()
     finally:
         lab.destroy()
-
-
-@pytest.fixture
-def registry():
-    return netbuf.CleanupRegistry()
-
-
-@pytest.fixture(autouse=True)
-def _quirks():
-    quirks.reset()
-    yield
-    quirks.reset()
 
 
 @pytest.fixture

@@ -214,3 +214,17 @@ def test_connection_refused_is_a_clear_error(tmp_path):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1
     assert f"cannot connect to remus-receiver at 127.0.0.1:{port}" in err
+
+
+def test_banner_that_never_comes_is_a_clear_error(tmp_path):
+    need_sim()
+    state = tmp_path / "sim"
+    t0 = time.monotonic()
+    p = remus(["--sim", "--connect-timeout", "1", "-s", "", "simguest", "sleep 30"],
+              state_dir=state)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1
+    assert "no answer within 1s" in err and "Traceback" not in err
+    assert time.monotonic() - t0 < 20
+    st = simxen.read_state(state)
+    assert st.final_state in (None, "running")

@@ -61,6 +61,7 @@ class Cfg(object):
         self.sim = False
         self.source = None
         self.nowait = False
+        self.connect_timeout = 30.0
 
         parser = optparse.OptionParser(prog="remus")
         parser.usage = "%prog [options] domain [destination]"
@@ -90,6 +91,10 @@ class Cfg(object):
         parser.add_option("-e", "", dest="nowait", action="store_true",
                           help="pass -e to xl migrate-receive on the backup "
                                "(do not wait in the background for the domain's death)")
+        parser.add_option("", "--connect-timeout", dest="connect_timeout",
+                          type="float", metavar="SECONDS",
+                          help="give up when the backup has not answered (banner) "
+                               "within SECONDS (default 30)")
         parser.add_option("", "--sim", dest="sim", action="store_true",
                           help="protect a simulated guest (lowlevel/simxen) "
                                "instead of a real domain")
@@ -122,6 +127,8 @@ class Cfg(object):
             self.nodisk = True
         if opts.nowait:
             self.nowait = True
+        if opts.connect_timeout:
+            self.connect_timeout = opts.connect_timeout
         self.sim = bool(opts.sim)
         self.source = opts.source
         self.debug = bool(opts.debug)
@@ -250,11 +257,11 @@ def run(cfg: Cfg) -> int:
             sink = save.NullSocket((cfg.host, cfg.port))
         elif cfg.port:
             sink = tp.TcpTransport(cfg.host, cfg.port)
-            sink.connect()
+            sink.connect(cfg.connect_timeout)
         else:
             argv = list(tp.RECEIVER_ARGV) + (["-e"] if cfg.nowait else [])
             sink = tp.SshTransport(cfg.host, cfg.ssh, receiver_argv=argv)
-            sink.connect()
+            sink.connect(cfg.connect_timeout)
 
         interval = cfg.interval if cfg.timer else 0
         saver = save.Saver(cfg.domid, sink, postsuspend, preresume, commit,

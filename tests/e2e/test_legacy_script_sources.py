@@ -298,8 +298,10 @@ def test_xl_source_failing_xl(script, tmp_path):
     env["XL"] = str(xl)
     proc = run([str(script), "rhel5", "backup", "8002"], env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    from xen_remus_compat.sources import no_hypervisor_hint
     assert output(proc) == [f"error: error looking up domain rhel5: {xl} list -l failed "
-                            "(exit 1): libxl: error: cannot init xl context"]
+                            "(exit 1): libxl: error: cannot init xl context"
+                            + no_hypervisor_hint()]
 
 
 # --------------------------------------------------------------------- sim

@@ -676,3 +676,10 @@ def test_facade_finds_backup_and_dashless_uuid(monkeypatch, tmp_path):
     assert legacy_vm.VM("solo").name == "solo--incoming"
     v = legacy_vm.VM("0b7c9e2a4d1f4c3b8e5a9f6d7c8b1a20")
     assert (v.domid, [x.mac for x in v.vifs]) == (8, ["00:16:3e:00:00:08"])
+
+
+def test_no_hypervisor_hint_only_without_privcmd():
+    from xen_remus_compat.sources import no_hypervisor_hint
+    assert no_hypervisor_hint(exists=lambda p: p == "/dev/xen/privcmd") == ""
+    hint = no_hypervisor_hint(exists=lambda p: False)
+    assert "not running a Xen hypervisor" in hint and "--sim" in hint

@@ -48,7 +48,7 @@ def _auto(**options: Any):
         return XendSource(url)
     try:
         from .libxl import Context, LibxlSource
-        Context(options.get("library")).close()
+        Context(options.get("library"), quiet=True).close()
         logger.debug("source auto: libxenlight context opened, using libxl")
         return LibxlSource(options.get("library"))
     except errors.CompatError as e:
@@ -57,7 +57,26 @@ def _auto(**options: Any):
     return XlSource(find_xl())
 
 
+PRIVCMD = ("/proc/xen/privcmd", "/dev/xen/privcmd")
+
+
+def no_hypervisor_hint(exists=os.path.exists) -> str:
+    """A hint for the user when this host runs no Xen at all ('' otherwise)."""
+    if any(exists(p) for p in PRIVCMD):
+        return ""
+    return ("; this host is not running a Xen hypervisor (no /proc/xen/privcmd): "
+            "run on the dom0, use a recorded dump (XEN_REMUS_COMPAT_SOURCE=files), "
+            "or try the simulated guest with --sim")
+
+
 def open_domain(ref: Any, source: str = "auto", **options: Any) -> DomainRecord:
     """Look up a domain by name, domid or UUID in the chosen source."""
     classify_ref(ref)   # validate early, with a clear message
-    return get_source(source, **options).open_domain(ref)
+    try:
+        return get_source(source, **options).open_domain(ref)
+    except (errors.XenError, errors.EnvironmentProblem) as e:
+        hint = no_hypervisor_hint() if source in ("auto", "libxl", "xl") else ""
+        if hint and hint not in e.message:
+            e.message += hint
+            e.args = (e.message,)
+        raise

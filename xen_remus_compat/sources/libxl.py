@@ -136,8 +136,10 @@ class Context:
     Use as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, library: Optional[str] = None) -> None:
+    def __init__(self, library: Optional[str] = None, *, quiet: bool = False) -> None:
         self.lib = load_library(library)
+        #: probing (source auto-detection): log everything at DEBUG only
+        self.quiet = quiet
         #: first lines of the WARNING+ messages libxl logged in this call
         self.messages: List[str] = []
         self._keep = _Logger(_VMESSAGE(self._vmessage), _PROGRESS(0),
@@ -165,7 +167,7 @@ class Context:
             first = text.splitlines()[0].strip() if text.strip() else text
             if first not in self.messages:
                 self.messages.append(first)
-        logger.log(pylevel, "%s: %s", ctxname, text)
+        logger.log(logging.DEBUG if self.quiet else pylevel, "%s: %s", ctxname, text)
 
     def _destroy(self, _lg) -> None:
         pass

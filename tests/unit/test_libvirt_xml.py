@@ -535,3 +535,13 @@ def test_no_entity_expansion():
     with pytest.raises(ConfigError):
         # the entity is not resolved, so the name stays empty
         read(text)
+
+
+@pytest.mark.parametrize("value", ["-5", "0"])
+def test_non_positive_memory_is_an_error(value):
+    from xen_remus_compat import errors
+    from xen_remus_compat.config.libvirt_xml import domain_from_xml
+    xml = (f"<domain type='xen'><name>m</name><memory>{value}</memory>"
+           "<os><type>linux</type><kernel>/k</kernel></os></domain>")
+    with pytest.raises(errors.ConfigError, match="memory must be positive"):
+        domain_from_xml(xml, source="m.xml")

@@ -208,3 +208,15 @@ def test_every_fixture_gives_xl_syntax():
         (dom,) = sxpr.domains_from_text(path.read_text(), source=str(path),
                                         continuations=True, lenient=lenient)
         settings(xlcfg.to_xlcfg(dom).text)
+
+
+def test_huge_untranslated_value_is_abbreviated_in_the_comment():
+    from xen_remus_compat.config.model import Domain
+    from xen_remus_compat.config.xlcfg import COMMENT_VALUE_MAX, to_xlcfg
+    dom = Domain(name="big", kernel="/k", memory=128, maxmem=128, vcpus=1)
+    dom.extra.append(("weird_key", ["x" * 100000]))
+    out = to_xlcfg(dom)
+    line = next(l for l in out.text.splitlines() if "weird_key" in l)
+    assert len(line) < COMMENT_VALUE_MAX + 200
+    assert "(100000 characters; see the input)" in line
+    assert ("weird_key" in dict(out.untranslated))

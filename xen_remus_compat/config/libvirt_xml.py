@@ -270,6 +270,8 @@ def _memory_mib(ctx: _Ctx, el) -> int:
     if unit not in MEMORY_UNITS:
         raise ctx.error(el, f"<{el.tag}>: unknown unit {el.get('unit')!r}")
     nbytes = ctx.integer(el, el.text, f"<{el.tag}>") * MEMORY_UNITS[unit]
+    if nbytes <= 0:
+        raise ctx.error(el, f"<{el.tag}>: memory must be positive, got {el.text!r}")
     mib = -(-nbytes // (1024 * 1024))
     if mib * 1024 * 1024 != nbytes:
         log.debug("%s: <%s> %d bytes rounded up to %d MiB", ctx.source,

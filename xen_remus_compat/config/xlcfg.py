@@ -114,6 +114,10 @@ def _render(value: Value, key: str) -> str:
     return "[ " + ", ".join(quote(v, "'", key=key) for v in value) + " ]"
 
 
+#: longest value copied into an ``# untranslated:`` comment
+COMMENT_VALUE_MAX = 400
+
+
 def _oneline(value: Any) -> str:
     """A kept value for a comment: quoted so that it stays on one line."""
     if isinstance(value, list) and all(not isinstance(v, list) for v in value) \
@@ -130,6 +134,10 @@ def _oneline(value: Any) -> str:
     else:
         text = str(value)
     text = text.replace("\0", "\\0")
+    if len(text) > COMMENT_VALUE_MAX:
+        # the .cfg is for humans: a huge value is named, not copied
+        text = (text[:COMMENT_VALUE_MAX] +
+                f"... ({len(text)} characters; see the input)")
     try:
         return quote(text)
     except ConfigError:

@@ -104,6 +104,6 @@ def run_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if item.domain == SHOWCASE and item.path.endswith(lib.CFG_SUFFIX):
                 out.write(f"\n==> {item.path} <==\n{item.content}")
         if not args.outdir:
-            out.write(f"\n({dest} is removed now; use 'demo -o DIR' to keep "
+            out.write(f"\n({dest} is removed now; use 'demo --convert -o DIR' to keep "
                       "the files)\n")
     return 0

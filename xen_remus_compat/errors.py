@@ -100,3 +100,110 @@ class EnvironmentProblem(CompatError):
     """Something this host lacks (a library, a binary, a kernel feature)."""
 
     exit_status = 1
+
+
+# -- migration streams (stream/) ---------------------------------------------
+
+class StreamError(InputError):
+    """A malformed or broken migration stream (exit status 1).
+
+    ``str()`` gives ``source: offset N (0xN): message``; ``errno`` is kept
+    when a read failed.
+    """
+
+    def __init__(self, message: str, *, source: Optional[str] = None,
+                 offset: Optional[int] = None, errno: Optional[int] = None
+                 ) -> None:
+        super().__init__(message, source=source)
+        self.offset = offset
+        self.errno = errno
+
+    def where(self) -> str:
+        parts = []
+        if self.source is not None:
+            parts.append(str(self.source))
+        if self.offset is not None:
+            parts.append(f"offset {self.offset} (0x{self.offset:x})")
+        return ": ".join(parts)
+
+    def __str__(self) -> str:
+        text = f"{self.where()}: {self.message}" if self.where() else self.message
+        if self.errno:
+            name = _errno.errorcode.get(self.errno, str(self.errno))
+            text += f" ({name}: {os.strerror(self.errno)})"
+        return text
+
+
+class StreamTruncated(StreamError):
+    """End of stream inside a structure (or where one was required).
+
+    ``offset`` is where the structure starts; ``got`` how many of its
+    ``needed`` bytes arrived.
+    """
+
+    def __init__(self, message: str, *, needed: int = 0, got: int = 0,
+                 **kw) -> None:
+        super().__init__(message, **kw)
+        self.needed = needed
+        self.got = got
+
+
+class StreamReadError(StreamError):
+    """The transport failed (``errno`` set): for Remus, same as EOF."""
+
+
+# -- transports and the receiver service --------------------------------------
+
+class TransportError(CompatError):
+    """The backup cannot be reached, or went away (exit status 1)."""
+
+    exit_status = 1
+
+
+class ReceiverError(CompatError):
+    """remus-receiver could not serve a stream (exit status 1)."""
+
+    exit_status = 1
+
+
+class StreamRefused(ReceiverError):
+    """The stream is refused after the banner: the primary is told why with
+    an xend-style ``(err ...)`` line (the only bytes it may read after the
+    banner, legacy-api.md section 12.3) before the connection is closed."""
+
+
+# -- output-commit devices (devices/) ------------------------------------------
+
+class NetbufError(CompatError):
+    """Network buffering failed; names the device and keeps the errno."""
+
+    def __init__(self, message: str, *, errno: Optional[int] = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.errno = errno
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        name = _errno.errorcode.get(self.errno) if self.errno else None
+        if name and name not in text:
+            text += f" ({name}: {os.strerror(self.errno)})"
+        return text
+
+
+class PoolExhausted(CompatError):
+    """No IFB is free and creating one is not allowed."""
+
+
+class DiskCheckpointError(CompatError):
+    """A replicated disk could not checkpoint; output must stay buffered."""
+
+    exit_status = 1
+
+
+class DrbdError(InputError):
+    """A DRBD resource cannot be used for Remus."""
+
+
+# -- running legacy scripts (pyrun.py) ------------------------------------------
+
+class TranslationError(InputError):
+    """The script cannot be translated or compiled; names its line."""

@@ -57,6 +57,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import errors
 from .log import logger
+from .errors import TranslationError
 
 #: the name translated code uses for the runtime helpers (this module)
 HELPER = "_py2"
@@ -537,10 +538,6 @@ def detect(text: str, *, path: str = "<script>") -> Tuple[str, str]:
 # =============================================================================
 # Translation
 # =============================================================================
-
-
-class TranslationError(errors.InputError):
-    """The script cannot be translated or compiled; names its line."""
 
 
 @dataclass

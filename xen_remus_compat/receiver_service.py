@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from . import errors
 from .log import logger
 from .stream import xl as xlstream
+from .errors import ReceiverError, StreamRefused
 
 HELLO = b"receive"
 READY = b"(ready receive)\n"
@@ -39,16 +40,6 @@ XL_RECEIVE = ["migrate-receive", "-r"]
 def _err_reply(kind: str, value: str) -> bytes:
     from . import sxp
     return (sxp.to_string(["err", ["type", kind], ["value", value]]) + "\n").encode()
-
-
-class ReceiverError(errors.CompatError):
-    exit_status = 1
-
-
-class StreamRefused(ReceiverError):
-    """The stream is refused after the banner: the primary is told why with
-    an xend-style ``(err ...)`` line (the only bytes it may read after the
-    banner, legacy-api.md section 12.3) before the connection is closed."""
 
 
 @dataclass

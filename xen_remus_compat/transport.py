@@ -27,15 +27,12 @@ from typing import List, Optional, Sequence
 
 from . import errors
 from .log import logger
+from .errors import TransportError
 
 BANNER = b"xl migration receiver ready, send binary domain data.\n"
 RECEIVER_ARGV = ["xl", "migrate-receive", "-r"]
 LEGACY_HELLO = b"receive\n"
 DEFAULT_PORT = 8002
-
-
-class TransportError(errors.CompatError):
-    exit_status = 1
 
 
 def _read_exact(fd: int, n: int, timeout: float, what: str) -> bytes:

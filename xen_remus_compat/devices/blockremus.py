@@ -26,18 +26,13 @@ from typing import Callable, Optional
 
 from .. import errors, quirks
 from ..log import logger
+from ..errors import DiskCheckpointError
 
 FIFODIR = "/var/run/tap"
 CMD_FLUSH = b"flush"
 MSG_DONE = b"done"
 MSG_FAIL = b"fail"
 MSG_LEN = 4
-
-
-class DiskCheckpointError(errors.CompatError):
-    """A replicated disk could not checkpoint; output must stay buffered."""
-
-    exit_status = 1
 
 
 def fifo_name(host: str, port) -> str:

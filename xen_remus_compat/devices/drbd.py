@@ -17,14 +17,11 @@ from typing import Callable, Optional
 
 from .. import errors, runner
 from .blockremus import DiskCheckpointError
+from ..errors import DrbdError
 
 SEND_CHECKPOINT = 20
 WAIT_CHECKPOINT_ACK = 30
 REMUS_DRBD = "the Remus-patched DRBD 8.3 (protocol D)"
-
-
-class DrbdError(errors.InputError):
-    """A DRBD resource cannot be used for Remus."""
 
 
 def _run(run, argv, resource):

@@ -31,6 +31,7 @@ from typing import Callable, Dict, Optional
 
 from .. import atomic, errors
 from ..log import logger
+from ..errors import PoolExhausted
 
 POOL_DIR = "/var/run/remus"
 DEVCLASS = "ifb"
@@ -97,10 +98,6 @@ class IfbClaim:
     created: bool = False
     #: the dead pid whose claim we took over, if any
     reclaimed_from: Optional[int] = None
-
-
-class PoolExhausted(errors.CompatError):
-    """No IFB is free and creating one is not allowed."""
 
 
 class IfbPool:

@@ -54,6 +54,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 from .. import errors, quirks, runner
 from ..log import logger
 from .ifbpool import POOL_DIR, IfbClaim, IfbPool
+from ..errors import NetbufError
 
 # -- constants (Linux uapi; xl-side.md Appendix A) ---------------------------
 NETLINK_ROUTE = 0
@@ -122,21 +123,6 @@ class NetlinkError(OSError):
         name = errno.errorcode.get(self.errno, str(self.errno))
         text = f"{name}: {self.strerror}"
         return f"{text} ({self.extack})" if self.extack else text
-
-
-class NetbufError(errors.CompatError):
-    """Network buffering failed; names the device and keeps the errno."""
-
-    def __init__(self, message: str, *, errno: Optional[int] = None, **kw) -> None:
-        super().__init__(message, **kw)
-        self.errno = errno
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        name = _errno.errorcode.get(self.errno) if self.errno else None
-        if name and name not in text:
-            text += f" ({name}: {os.strerror(self.errno)})"
-        return text
 
 
 def _gone(e: OSError) -> bool:

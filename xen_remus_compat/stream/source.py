@@ -15,60 +15,13 @@ import os
 from typing import BinaryIO, Iterator, Optional, Union
 
 from ..errors import InputError
+from ..errors import StreamError, StreamReadError, StreamTruncated
 
 #: Largest single read; a record body is assembled from such chunks.
 CHUNK = 1 << 20
 
 StreamLike = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", int,
                    BinaryIO]
-
-
-class StreamError(InputError):
-    """A malformed or broken migration stream (exit status 1).
-
-    ``str()`` gives ``source: offset N (0xN): message``; ``errno`` is kept
-    when a read failed.
-    """
-
-    def __init__(self, message: str, *, source: Optional[str] = None,
-                 offset: Optional[int] = None, errno: Optional[int] = None
-                 ) -> None:
-        super().__init__(message, source=source)
-        self.offset = offset
-        self.errno = errno
-
-    def where(self) -> str:
-        parts = []
-        if self.source is not None:
-            parts.append(str(self.source))
-        if self.offset is not None:
-            parts.append(f"offset {self.offset} (0x{self.offset:x})")
-        return ": ".join(parts)
-
-    def __str__(self) -> str:
-        text = f"{self.where()}: {self.message}" if self.where() else self.message
-        if self.errno:
-            name = _errno.errorcode.get(self.errno, str(self.errno))
-            text += f" ({name}: {os.strerror(self.errno)})"
-        return text
-
-
-class StreamTruncated(StreamError):
-    """End of stream inside a structure (or where one was required).
-
-    ``offset`` is where the structure starts; ``got`` how many of its
-    ``needed`` bytes arrived.
-    """
-
-    def __init__(self, message: str, *, needed: int = 0, got: int = 0,
-                 **kw) -> None:
-        super().__init__(message, **kw)
-        self.needed = needed
-        self.got = got
-
-
-class StreamReadError(StreamError):
-    """The transport failed (``errno`` set): for Remus, same as EOF."""
 
 
 def how_it_ended(exc: StreamError) -> str:

@@ -20,14 +20,12 @@ port-based set-up (and for unchanged legacy scripts using
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from . import errors
 from .log import logger
 from .stream import xl as xlstream
 from .errors import ReceiverError, StreamRefused

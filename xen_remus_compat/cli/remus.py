@@ -16,7 +16,6 @@ Ctrl-C and SIGTERM uninstall the buffers, leave the guest running and exit 0
 from __future__ import annotations
 
 import optparse
-import os
 import select
 import signal
 import sys

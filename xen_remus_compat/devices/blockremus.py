@@ -24,7 +24,7 @@ import stat
 import time
 from typing import Callable, Optional
 
-from .. import errors, quirks
+from .. import quirks
 from ..log import logger
 from ..errors import DiskCheckpointError
 

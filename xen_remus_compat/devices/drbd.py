@@ -15,7 +15,7 @@ import fcntl
 import os
 from typing import Callable, Optional
 
-from .. import errors, runner
+from .. import runner
 from .blockremus import DiskCheckpointError
 from ..errors import DrbdError
 

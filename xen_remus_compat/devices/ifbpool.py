@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
-from .. import atomic, errors
+from .. import atomic
 from ..log import logger
 from ..errors import PoolExhausted
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import atexit
 import errno
-import errno as _errno
 import os
 import signal
 import socket

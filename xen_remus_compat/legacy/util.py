@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 from typing import Optional, Sequence, Union
 
 from .. import runner as _runner

@@ -8,7 +8,6 @@ restores that).
 """
 from __future__ import annotations
 
-import os
 import subprocess
 
 from .. import quirks

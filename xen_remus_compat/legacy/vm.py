@@ -13,7 +13,7 @@ Module settings (not in the legacy module, defaults from the environment):
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from .. import errors, quirks, sxp
 from .. import sources as _sources

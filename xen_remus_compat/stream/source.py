@@ -9,12 +9,10 @@ holds (xl-side.md §3.6; task: bounded memory).
 from __future__ import annotations
 
 import contextlib
-import errno as _errno
 import io
 import os
 from typing import BinaryIO, Iterator, Optional, Union
 
-from ..errors import InputError
 from ..errors import StreamError, StreamReadError, StreamTruncated
 
 #: Largest single read; a record body is assembled from such chunks.

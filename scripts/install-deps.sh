@@ -7,7 +7,8 @@ PKGS=(
   libyajl-dev               
   gcc make pkg-config python3-dev
   iproute2 kmod
-  qemu-system-x86 busybox-static             
+  qemu-system-x86 busybox-static
+  openssh-server openssh-client             
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -27,5 +28,16 @@ fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Install packages only: no service may start (xen-utils would try xen
+# daemons, openssh-server a system sshd on port 22; the tests start their
+# own). policy-rc.d is Debian's documented switch for that.
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  added_policy=1
+fi
+trap '[ "$added_policy" = 1 ] && rm -f "$policy"' EXIT
 # xen-utils' maintainer scripts complain that no hypervisor is present; that is expected here.
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

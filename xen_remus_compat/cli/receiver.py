@@ -14,8 +14,16 @@ from typing import List, Optional
 from .. import errors
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are bad input: exit status 1 (2 is for our bugs)."""
+
+    def error(self, message):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="remus-receiver",
         description="Accept Remus streams on a TCP port (xend's relocation "
                     "port, 8002 by default) and hand each to 'xl migrate-receive "
@@ -67,6 +75,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return e.exit_status
     except KeyboardInterrupt:
         return 0
+    except Exception as e:   # our bug: one line, the traceback only with -v
+        if args.debug:
+            import traceback
+            traceback.print_exc()
+        print(f"remus-receiver: internal error (a bug, please report): "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     rc = 0
     for s in sessions:
         if s.error:

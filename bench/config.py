@@ -150,50 +150,62 @@ def synthetic(size: int, unit: str) -> str:
     return unit * n
 
 
+_SCALING_CHILD = r"""
+import gc, sys, time
+sys.path.insert(0, sys.argv[3])
+from xen_remus_compat import sxp
+try:
+    from xen_remus_compat.config.sxpr import domains_from_text as convert
+except ImportError:
+    convert = None
+unit = open(sys.argv[2]).read()
+text = unit * max(1, int(sys.argv[1]) // len(unit))
+def best(fn):
+    reps = max(1, 100_000 // len(text))
+    b = float("inf")
+    for _ in range(3):
+        gc.collect()
+        res = []
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            res.append(fn())
+        b = min(b, (time.perf_counter() - t0) / reps)
+        del res
+    return b
+p = best(lambda: sxp.loads(text))
+c = best(lambda: convert(text, source="bench")) if convert else float("nan")
+print(len(text), p, c)
+"""
+
+
 def scaling(items) -> None:
-    try:
-        from xen_remus_compat.config import sxpr as sxprmod
-        convert = getattr(sxprmod, "domains_from_text", None)
-    except ImportError:
-        convert = None
+    """Each size in a fresh interpreter: in one long-lived process the heap
+    left by the bigger runs skews the per-byte cost of the next ones
+    (measured: parse+convert 1.03 in fresh processes, 1.40 in one)."""
+    import subprocess
+    import tempfile
     unit = dict(items)["sexpr2xml-curmem"] + "\n"
     sizes = [1_000, 10_000, 100_000, 1_000_000, 10_000_000]
-    print("scaling on synthetic input (the curmem domain repeated; best of 3 rounds):")
-    if convert is None:
-        print("  xen_remus_compat.config.sxpr.domains_from_text not present: parse only")
-    header = f"  {'size':>10s} {'parse s':>10s} {'ns/byte':>8s}"
-    if convert is not None:
-        header += f" {'+convert s':>11s} {'ns/byte':>8s}"
-    print(header)
-    texts = [synthetic(size, unit) for size in sizes]
-    parse_t = [float("inf")] * len(sizes)
-    conv_t = [float("inf")] * len(sizes)
-    conv_error = None
-    # rounds over all sizes, best per size: transient load hits one round
-    for rnd in range(3):
-        for k, text in enumerate(texts):
-            parse_t[k] = min(parse_t[k], _best(lambda: sxp.loads(text), len(text)))
-            if convert is not None and conv_error is None and rnd < 2:
-                try:
-                    conv_t[k] = min(conv_t[k], _best(lambda: convert(text, source="bench"),
-                                                     len(text)))
-                except Exception as e:  # noqa: BLE001 - report, keep measuring
-                    conv_error = f"{type(e).__name__}: {e}"
-    per_byte = [t / len(x) for t, x in zip(parse_t, texts)]
-    conv_per_byte = [t / len(x) for t, x in zip(conv_t, texts)]
-    for k, text in enumerate(texts):
-        line = f"  {len(text):>10d} {parse_t[k]:>10.4f} {per_byte[k] * 1e9:>8.1f}"
-        if convert is not None and conv_error is None:
-            line += f" {conv_t[k]:>11.4f} {conv_per_byte[k] * 1e9:>8.1f}"
-        print(line)
-    if conv_error:
-        print(f"  conversion failed: {conv_error}"[:100])
+    print("scaling on synthetic input (the curmem domain repeated; each size in a "
+          "fresh process, best of 3):")
+    print(f"  {'size':>10s} {'parse s':>10s} {'ns/byte':>8s} {'+convert s':>11s} {'ns/byte':>8s}")
+    rows = []
+    with tempfile.NamedTemporaryFile("w", suffix=".sexpr") as f:
+        f.write(unit)
+        f.flush()
+        for size in sizes:
+            out = subprocess.run([sys.executable, "-c", _SCALING_CHILD, str(size), f.name,
+                                  str(ROOT)], capture_output=True, text=True, check=True)
+            n, p, c = out.stdout.split()
+            rows.append((int(n), float(p), float(c)))
+    for n, p, c in rows:
+        print(f"  {n:>10d} {p:>10.4f} {p / n * 1e9:>8.1f} {c:>11.4f} {c / n * 1e9:>8.1f}")
+    pb = [p / n for n, p, c in rows]
+    cb = [c / n for n, p, c in rows]
     print("  linearity, ns/byte at 10 MB divided by ns/byte at 1 MB and at 100 KB"
           " (1.0 = linear):")
-    print(f"    parse          {per_byte[4] / per_byte[3]:.2f}  {per_byte[4] / per_byte[2]:.2f}")
-    if convert is not None and conv_error is None:
-        print(f"    parse+convert  {conv_per_byte[4] / conv_per_byte[3]:.2f}"
-              f"  {conv_per_byte[4] / conv_per_byte[2]:.2f}")
+    print(f"    parse          {pb[4] / pb[3]:.2f}  {pb[4] / pb[2]:.2f}")
+    print(f"    parse+convert  {cb[4] / cb[3]:.2f}  {cb[4] / cb[2]:.2f}")
 
 
 def _best(fn, size: int) -> float:

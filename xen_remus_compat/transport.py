@@ -28,8 +28,8 @@ from typing import List, Optional, Sequence
 from . import errors
 from .log import logger
 from .errors import TransportError
+from .stream.xl import BANNER  # defined once, in stream/xl.py
 
-BANNER = b"xl migration receiver ready, send binary domain data.\n"
 RECEIVER_ARGV = ["xl", "migrate-receive", "-r"]
 LEGACY_HELLO = b"receive\n"
 DEFAULT_PORT = 8002

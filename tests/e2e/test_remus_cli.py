@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.support.simwait import checkpoints_taken, wait_for
 from xen_remus_compat import simxen
 
 PY = sys.executable
@@ -53,22 +54,6 @@ class Receiver:
     def summary(self):
         out, err = self.proc.communicate(timeout=30)
         return json.loads(out.strip().splitlines()[-1]), err
-
-
-def wait_for(pred, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def checkpoints_taken(state_dir):
-    try:
-        return len(simxen.read_state(state_dir).checkpoints)
-    except Exception:
-        return 0
 
 
 def test_help_exits_0():

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.simwait import checkpoints_taken, wait_for
 from xen_remus_compat import simxen
 
 PY = sys.executable
@@ -44,15 +45,6 @@ def need_tools():
     ok, why = simxen.available()
     if not ok:
         pytest.fail(f"simxen is not built ({why}); run 'make native'")
-
-
-def wait_for(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def keygen(path: pathlib.Path) -> pathlib.Path:
@@ -305,13 +297,6 @@ def remus(args, *, path_dir: str, state_dir: pathlib.Path):
     return subprocess.Popen([PY, "-m", "xen_remus_compat.cli.remus"] + args, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def checkpoints_taken(state_dir) -> int:
-    try:
-        return len(simxen.read_state(state_dir).checkpoints)
-    except Exception:
-        return 0
 
 
 def read_summary(path: pathlib.Path):

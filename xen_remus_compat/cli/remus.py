@@ -277,7 +277,7 @@ def run(cfg: Cfg) -> int:
         except FaultInjected as e:
             print(str(e))
             rc = 1
-    except (tp.TransportError, errors.CompatError, OSError) as e:
+    except (errors.CompatError, OSError) as e:   # TransportError included
         print(f"remus: {e}", file=sys.stderr)
         rc = 1
     except device.BufferedNICException as e:

@@ -179,7 +179,6 @@ def strtosxpr(s):
     # legacy tokenizer semantics (no EOF: a trailing bare atom is lost, empty
     # input raises IndexError); escapes are the fixed ones unless the
     # sxp_escapes quirk is on
-    from .. import quirks
     p = sxp.Parser(legacy=True, legacy_escapes=quirks.get().sxp_escapes)
     p.input(s)
     return p.get_val()

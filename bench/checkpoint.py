@@ -23,11 +23,11 @@ import textwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from xen_remus_compat import simxen  # noqa: E402
+from xen_remus_compat.sim import simxen  # noqa: E402
 
 PY_DRIVER = textwrap.dedent(r"""
     import os, sys, time
-    from xen_remus_compat.engine import Loop
+    from xen_remus_compat.remus.engine import Loop
     n, out = int(sys.argv[1]), sys.argv[2]
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     count = [0]

@@ -155,7 +155,7 @@ import gc, sys, time
 sys.path.insert(0, sys.argv[3])
 from xen_remus_compat import sxp
 try:
-    from xen_remus_compat.config.sxpr import domains_from_text as convert
+    from xen_remus_compat.config.formats.sxpr import domains_from_text as convert
 except ImportError:
     convert = None
 unit = open(sys.argv[2]).read()

@@ -21,7 +21,7 @@ from tests.conftest import tier_unavailable
 from tests.support import libxlutil
 from tests.unit import test_diskspec as spec_tables
 from xen_remus_compat import errors
-from xen_remus_compat.config import diskspec, vifspec
+from xen_remus_compat.config.specs import diskspec, vifspec
 
 SOURCE = libxlutil.SOURCE
 COUNTS = {"hypothesis disk examples": 0, "of which parsed OK": 0,

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, tier_unavailable
-from xen_remus_compat import simxen
+from xen_remus_compat.sim import simxen
 
 realxl = pytest.importorskip("tests.support.realxl")
 

@@ -25,7 +25,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, tier_unavailable
-from xen_remus_compat import simxen
+from xen_remus_compat.sim import simxen
 from xen_remus_compat.stream.reader import Header, Mark
 from xen_remus_compat.stream.records import Record
 from xen_remus_compat.stream.verify import XEN_PYTHON, verify, verify_with_xen

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.xendserver import serve_xend, wire_ints
 from xen_remus_compat import sxp
-from xen_remus_compat.config import libxl_json, sxpr as sxprmod
+from xen_remus_compat.config.formats import libxl_json, sxpr as sxprmod
 from xen_remus_compat.legacy import vm as legacy_vm
 from xen_remus_compat.sources import xlcli, xend as xendsrc
 

@@ -36,8 +36,8 @@ from lxml import etree
 
 from tests.conftest import FIXTURES
 from xen_remus_compat import errors
-from xen_remus_compat.config import sxpr
-from xen_remus_compat.config.libvirt_xml import domain_from_xml
+from xen_remus_compat.config.formats import sxpr
+from xen_remus_compat.config.formats.libvirt_xml import domain_from_xml
 from xen_remus_compat.config.model import Domain
 
 SEXPR2XML = FIXTURES / "libvirt" / "sexpr2xml"

@@ -30,9 +30,9 @@ import pytest
 
 from tests.conftest import FIXTURES, tier_unavailable
 from tests.support import realxl
-from xen_remus_compat.config import sxpr
-from xen_remus_compat.config.libvirt_xml import domain_from_xml
-from xen_remus_compat.config.xlcfg import to_xlcfg
+from xen_remus_compat.config.formats import sxpr
+from xen_remus_compat.config.formats.libvirt_xml import domain_from_xml
+from xen_remus_compat.config.formats.xlcfg import to_xlcfg
 
 XLCONFIG = FIXTURES / "libvirt" / "xlconfig"
 XMCONFIG = FIXTURES / "libvirt" / "xmconfig"

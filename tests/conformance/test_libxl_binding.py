@@ -34,7 +34,7 @@ import pytest
 from tests.conftest import FIXTURES, tier_unavailable
 from tests.support import realxl
 from xen_remus_compat import errors
-from xen_remus_compat.config import libxl_json, sxpr, xlcfg
+from xen_remus_compat.config.formats import libxl_json, sxpr, xlcfg
 from xen_remus_compat.sources import libxl as binding, xlcli
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

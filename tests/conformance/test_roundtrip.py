@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import tier_unavailable
 from tests.support import realxl
 from xen_remus_compat import errors
-from xen_remus_compat.config import libxl_json, sxpr, xlcfg
+from xen_remus_compat.config.formats import libxl_json, sxpr, xlcfg
 from xen_remus_compat.config.model import Domain, HvmSettings, PciDev, Vfb
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from xen_remus_compat import simxen
+from xen_remus_compat.sim import simxen
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

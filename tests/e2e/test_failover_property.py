@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT
-from xen_remus_compat import demo, errors, simxen
-from xen_remus_compat.receiver_service import ReceiverService
+from xen_remus_compat.sim import demo, simxen
+from xen_remus_compat import errors
+from xen_remus_compat.remus.receiver import ReceiverService
 
 PY = sys.executable
 

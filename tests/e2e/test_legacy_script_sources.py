@@ -38,8 +38,9 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.support.xendserver import serve_xend, wire_ints
-from xen_remus_compat import simxen, sxp
-from xen_remus_compat.config import libxl_json, sxpr as sxprmod
+from xen_remus_compat.sim import simxen
+from xen_remus_compat import sxp
+from xen_remus_compat.config.formats import libxl_json, sxpr as sxprmod
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60

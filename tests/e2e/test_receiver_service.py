@@ -16,8 +16,9 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from xen_remus_compat import simxen, sxp
-from xen_remus_compat.receiver_service import ReceiverService
+from xen_remus_compat.sim import simxen
+from xen_remus_compat import sxp
+from xen_remus_compat.remus.receiver import ReceiverService
 from xen_remus_compat.stream import simstream
 
 PY = sys.executable

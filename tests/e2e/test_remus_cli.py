@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.support.simwait import checkpoints_taken, wait_for
-from xen_remus_compat import simxen
+from xen_remus_compat.sim import simxen
 
 PY = sys.executable
 

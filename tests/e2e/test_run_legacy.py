@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from xen_remus_compat import simxen
+from xen_remus_compat.sim import simxen
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "legacy_scripts"
@@ -343,7 +343,7 @@ def test_show_prints_runnable_python3(tmp_path):
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     compile(proc.stdout, "protect3.py", "exec", dont_inherit=True)
-    assert "import xen_remus_compat.pyrun as _py2" in proc.stdout
+    assert "import xen_remus_compat.py2.pyrun as _py2" in proc.stdout
     assert "time.sleep(_py2.div(settings.interval - elapsed, 1000))" in proc.stdout
     assert "except save.CheckpointError as e:" in proc.stdout
     assert proc.stderr.startswith(f"# {SCRIPTS / 'protect.py'}: Python 2")

@@ -1,4 +1,4 @@
-"""simxen, the simulated Xen, and its Python side (xen_remus_compat.simxen).
+"""simxen, the simulated Xen, and its Python side (xen_remus_compat.sim.simxen).
 
 What is checked comes from the task brief and the specs: the stand-ins
 carry the real SONAMEs and symbol versions of Debian's 4.17 libraries
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from xen_remus_compat import errors, simxen
-from xen_remus_compat.simxen import SimDomain
+from xen_remus_compat import errors
+from xen_remus_compat.sim import simxen
+from xen_remus_compat.sim.simxen import SimDomain
 from xen_remus_compat.stream import verify as stream_verify
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.support.simwait import checkpoints_taken, wait_for
-from xen_remus_compat import simxen
+from xen_remus_compat.sim import simxen
 
 PY = sys.executable
 SSHD = "/usr/sbin/sshd"

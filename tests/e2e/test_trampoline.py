@@ -2,7 +2,7 @@
 
 Every test runs the compiled extension in a child process whose dynamic
 linker finds simxen's libxenctrl/libxenguest/libxenstore/libxenevtchn first
-(xen_remus_compat.simxen).  Expected behaviour comes from legacy-api.md
+(xen_remus_compat.sim.simxen).  Expected behaviour comes from legacy-api.md
 §10.1 (API, TypeErrors), §10.4 (callback contract), §10.5 (suspend,
 resume, timer, PROF lines), §10.8 (libxenguest 4.17) and §14.1-14.2
 (what a port must keep and fix), and from the task brief (exceptions
@@ -25,8 +25,8 @@ from typing import Optional
 
 import pytest
 
-from xen_remus_compat import simxen
-from xen_remus_compat.simxen import SimDomain
+from xen_remus_compat.sim import simxen
+from xen_remus_compat.sim.simxen import SimDomain
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_HINT = ("build it with `make -C lowlevel simxen` and "

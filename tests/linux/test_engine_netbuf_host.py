@@ -33,8 +33,8 @@ import pytest
 
 from tests.conftest import ROOT, tier_unavailable
 from tests.linux.test_netbuf_netns import linux_tier, one_guest_topo  # noqa: F401 (fixture)
-from xen_remus_compat import simxen
-from xen_remus_compat.engine import STATS_ENV
+from xen_remus_compat.sim import simxen
+from xen_remus_compat.remus.engine import STATS_ENV
 
 #: the installed console script, beside this interpreter (the venv's)
 REMUS = pathlib.Path(sys.executable).with_name("remus")

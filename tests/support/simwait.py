@@ -1,7 +1,7 @@
 """Polling helpers shared by the end-to-end tests that drive ``remus --sim``."""
 import time
 
-from xen_remus_compat import simxen
+from xen_remus_compat.sim import simxen
 
 
 def wait_for(pred, timeout=20.0):

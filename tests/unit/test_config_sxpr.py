@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 
 from xen_remus_compat import errors, sxp
-from xen_remus_compat.config import sxpr
+from xen_remus_compat.config.formats import sxpr
 from xen_remus_compat.config.model import Domain
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"

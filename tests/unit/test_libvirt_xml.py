@@ -7,7 +7,7 @@ section 1 for the xl-side disk fields.
 """
 import pytest
 
-from xen_remus_compat.config.libvirt_xml import domain_from_xml
+from xen_remus_compat.config.formats.libvirt_xml import domain_from_xml
 from xen_remus_compat.errors import ConfigError, UntranslatableError
 
 
@@ -540,7 +540,7 @@ def test_no_entity_expansion():
 @pytest.mark.parametrize("value", ["-5", "0"])
 def test_non_positive_memory_is_an_error(value):
     from xen_remus_compat import errors
-    from xen_remus_compat.config.libvirt_xml import domain_from_xml
+    from xen_remus_compat.config.formats.libvirt_xml import domain_from_xml
     xml = (f"<domain type='xen'><name>m</name><memory>{value}</memory>"
            "<os><type>linux</type><kernel>/k</kernel></os></domain>")
     with pytest.raises(errors.ConfigError, match="memory must be positive"):

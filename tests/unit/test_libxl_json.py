@@ -10,7 +10,7 @@ import re
 import pytest
 
 from xen_remus_compat import errors
-from xen_remus_compat.config import libxl_json, sxpr
+from xen_remus_compat.config.formats import libxl_json, sxpr
 from xen_remus_compat.config.model import Domain, HvmSettings, PciDev, Vfb
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

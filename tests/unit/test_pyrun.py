@@ -1,4 +1,4 @@
-"""xen_remus_compat.pyrun: Python 2 scripts translated and run unchanged.
+"""xen_remus_compat.py2.pyrun: Python 2 scripts translated and run unchanged.
 
 Expected values are Python 2's behaviour (legacy-api.md header: "Strings
 are byte strings, ``/`` is integer division on ints"; §1: the remus
@@ -19,8 +19,9 @@ import textwrap
 
 import pytest
 
-from xen_remus_compat import errors, pyrun
-from xen_remus_compat.pyrun import Py2Bytes
+from xen_remus_compat import errors
+from xen_remus_compat.py2 import pyrun
+from xen_remus_compat.py2.pyrun import Py2Bytes
 
 
 def write(tmp_path, src, name="script.py"):
@@ -404,7 +405,7 @@ def test_show_text_is_standalone_python3():
     ast.parse(shown)
     lines = shown.splitlines()
     assert lines[:2] == ["#!/usr/bin/python", '"""doc"""']
-    assert lines[2].startswith("import xen_remus_compat.pyrun as _py2")
+    assert lines[2].startswith("import xen_remus_compat.py2.pyrun as _py2")
     assert "_py2.div(7, 2)" in shown and "_py2.os_write(1" in shown
 
 

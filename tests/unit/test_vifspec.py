@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from xen_remus_compat import errors
-from xen_remus_compat.config import vifspec
+from xen_remus_compat.config.specs import vifspec
 from xen_remus_compat.config.model import Nic
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from xen_remus_compat import errors
-from xen_remus_compat.config import sxpr, xlcfg
+from xen_remus_compat.config.formats import sxpr, xlcfg
 from xen_remus_compat.config.model import Domain, HvmSettings, PciDev, Vfb
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
@@ -212,7 +212,7 @@ def test_every_fixture_gives_xl_syntax():
 
 def test_huge_untranslated_value_is_abbreviated_in_the_comment():
     from xen_remus_compat.config.model import Domain
-    from xen_remus_compat.config.xlcfg import COMMENT_VALUE_MAX, to_xlcfg
+    from xen_remus_compat.config.formats.xlcfg import COMMENT_VALUE_MAX, to_xlcfg
     dom = Domain(name="big", kernel="/k", memory=128, maxmem=128, vcpus=1)
     dom.extra.append(("weird_key", ["x" * 100000]))
     out = to_xlcfg(dom)

@@ -1,12 +1,12 @@
 """``xen-remus-compat convert``: xend configs -> ``OUTDIR/<name>.cfg``
 (+ ``.json``).  Options and printing only; the work is
-:mod:`xen_remus_compat.convert`."""
+:mod:`xen_remus_compat.migrate.convert`."""
 from __future__ import annotations
 
 import argparse
 from typing import TextIO
 
-from .. import convert as lib
+from ..migrate import convert as lib
 
 NAME = "convert"
 HELP = "convert xend/libxl/libvirt domain configs to xl.cfg files"

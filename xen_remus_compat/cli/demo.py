@@ -4,7 +4,7 @@ Protects a simulated guest (``lowlevel/simxen``) with the ``remus`` command
 against a simulated backup on this machine for a few seconds at the default
 interval, kills the primary at a random moment, and prints a table and the
 verdict that the backup holds exactly the primary's memory at the last
-complete checkpoint (:mod:`xen_remus_compat.demo`).  ``--json`` prints the
+complete checkpoint (:mod:`xen_remus_compat.sim.demo`).  ``--json`` prints the
 same summary as one object.  ``--convert`` runs the config-migration demo
 instead: it converts the bundled example xend domains tree
 (``xen_remus_compat/data/xend-domains``, also ``examples/xend-domains``).
@@ -19,7 +19,7 @@ import os
 import tempfile
 from typing import Iterator, Optional, TextIO
 
-from .. import convert as lib
+from ..migrate import convert as lib
 
 NAME = "demo"
 HELP = "protect a simulated guest, kill the primary, check the backup"
@@ -79,7 +79,7 @@ def _outdir(wanted: Optional[str]) -> Iterator[str]:
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.convert:
         return run_convert(args, out, err)
-    from .. import demo
+    from ..sim import demo
     if not args.json:
         out.write("Remus demo: a simulated primary and backup on this machine "
                   "(lowlevel/simxen, no hypervisor needed)\n")

@@ -13,7 +13,7 @@ import json
 from typing import List, TextIO
 
 from .. import errors
-from ..convert import REMUS_DISK_MODES
+from ..migrate.convert import REMUS_DISK_MODES
 
 NAME = "disk"
 HELP = "translate one legacy disk (uname dev mode) to an xl disk string"
@@ -49,7 +49,7 @@ def _value(v) -> str:
 
 def explain_lines(tr, uname: str, dev: str, mode: str) -> List[str]:
     """The ``--explain`` block (without the leading blank line)."""
-    from ..config import diskspec
+    from ..config.specs import diskspec
     disk = tr.disk
     lines = [f"# input: uname={uname!r} dev={dev!r} mode={mode!r}",
              "# libxl_device_disk fields (defaults omitted):"]
@@ -71,7 +71,7 @@ def explain_lines(tr, uname: str, dev: str, mode: str) -> List[str]:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ..config import diskspec
+    from ..config.specs import diskspec
     try:
         tr = diskspec.translate(args.uname, args.dev, args.mode,
                                 remus=args.remus_disks)

@@ -1,6 +1,6 @@
 """``remus-receiver``: listen on the legacy relocation port for Remus streams.
 
-Thin CLI over :mod:`xen_remus_compat.receiver_service`.
+Thin CLI over :mod:`xen_remus_compat.remus.receiver`.
 """
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.debug:
         logging.basicConfig(level=logging.DEBUG,
                             format="remus-receiver: %(levelname)s: %(message)s")
-    from ..receiver_service import ReceiverService
-    from .. import xendconfig
+    from ..remus.receiver import ReceiverService
+    from ..sources import xendconfig
     try:
         port = args.port if args.port is not None else xendconfig.relocation_port()
         svc = ReceiverService(listen=args.listen, port=port, sim=args.sim, xl=args.xl,

@@ -180,7 +180,7 @@ def _prof(what: str) -> None:
 def run(cfg: Cfg) -> int:
     """The legacy ``run(cfg)`` (section 1.2) on the xl engine."""
     from ..legacy import device, save, vm
-    from .. import transport as tp
+    from ..remus import transport as tp
 
     closure = {"starttime": 0.0}
 
@@ -312,7 +312,7 @@ def run(cfg: Cfg) -> int:
 def destroy_domain(dom, cfg: Cfg) -> None:
     """``xl destroy`` (the legacy ``sudo xm destroy``), or the simulated one."""
     if cfg.sim:
-        from .. import simxen
+        from ..sim import simxen
         simxen.destroy(dom.domid)
         return
     from ..sources.xlcli import _run_xl, find_xl
@@ -333,7 +333,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.basicConfig(level=logging.DEBUG,
                             format="remus: %(levelname)s: %(message)s")
     if cfg.sim:
-        from .. import simxen
+        from ..sim import simxen
         reexec = simxen.reexec_if_needed(["-m", "xen_remus_compat.cli.remus"] + argv)
         if reexec is not None:
             return reexec

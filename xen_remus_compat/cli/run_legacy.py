@@ -1,7 +1,7 @@
 """``xen-remus-compat run-legacy [--sim] [--show] SCRIPT [ARGS...]``.
 
 Runs a remus-era Python 2 script unchanged (the work is
-:mod:`xen_remus_compat.pyrun`): translated in memory, run as ``__main__``
+:mod:`xen_remus_compat.py2.pyrun`): translated in memory, run as ``__main__``
 with ``sys.argv = [SCRIPT, ARGS...]``, its ``xen.remus``/``xen.xend``
 imports answered by our facade.  The exit status is the script's.
 
@@ -68,7 +68,7 @@ def _child_argv(args: argparse.Namespace) -> List[str]:
 def _reexec_sim(args: argparse.Namespace, out: TextIO, err: TextIO,
                 stdin: Optional[TextIO]) -> int:
     """Run this command again under the stand-in libraries."""
-    from .. import simxen
+    from ..sim import simxen
     direct = (out is sys.stdout and err is sys.stderr
               and (stdin is None or stdin is sys.stdin))
     if direct:
@@ -98,7 +98,7 @@ def _sim_memset(domid: int, mib: int) -> None:
 
 def _prepare(sim: bool) -> None:
     """The facade's injection points for a legacy script (docs/decisions.d/run-legacy.md)."""
-    from .. import pyrun
+    from ..py2 import pyrun
     from ..legacy import util, vm
     from ..legacy.xend import XendClient
     util.RUNNER = pyrun.LegacyCommands(sim=sim)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None,
         err: Optional[TextIO] = None, stdin: Optional[TextIO] = None) -> int:
     """Translate ``args.script``; show it, or run it (re-executing under
     simxen first with ``--sim``).  Returns the script's exit status."""
-    from .. import pyrun
+    from ..py2 import pyrun
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     t = pyrun.translate_file(args.script, dialect=args.python)
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None,
         out.write(t.show_text())
         return 0
     if args.sim:
-        from .. import simxen
+        from ..sim import simxen
         if not simxen.active():
             return _reexec_sim(args, out, err, stdin)
     _prepare(args.sim)

@@ -1,12 +1,12 @@
 """``xen-remus-compat show FILE``: pretty-print a domain configuration as
 indented sxpr, libxl JSON or xl.cfg (the work is
-:func:`xen_remus_compat.convert.render`)."""
+:func:`xen_remus_compat.migrate.convert.render`)."""
 from __future__ import annotations
 
 import argparse
 from typing import TextIO
 
-from .. import convert as lib
+from ..migrate import convert as lib
 
 NAME = "show"
 HELP = "pretty-print an sxpr, libxl JSON or libvirt XML config"

@@ -10,7 +10,7 @@ Differences from the legacy module, all deliberate:
   the stream to ``xl migrate-receive -r``: it sends ``receive\\n`` as before
   and consumes exactly the one-line reply, so the xl banner that follows is
   left for the engine;
-* ``Saver.start`` runs the xl-compatible engine (``xen_remus_compat.engine``):
+* ``Saver.start`` runs the xl-compatible engine (``xen_remus_compat.remus.engine``):
   the stream is what ``xl remus`` sends, not the xend image.
 """
 from __future__ import annotations
@@ -190,12 +190,12 @@ class Saver(object):
 
     def start(self):
         try:
-            from .. import engine
+            from ..remus import engine
         except ImportError as e:   # pragma: no cover - engine ships with the package
             raise CheckpointError("the checkpoint engine is not available: %s" % e)
         engine.run_saver(self)
 
     def _resume(self):
         """low-overhead version of XendDomainInfo.resumeDomain"""
-        from .. import engine
+        from ..remus import engine
         engine.resume_domain(self.vm.domid)

@@ -100,7 +100,7 @@ def record_to_dominfo(record) -> list:
         return record.sxpr
     if record.sxpr is not None and record.source == "files":
         return _as_xmlrpc(record.sxpr)
-    from ..config import sxpr as sxprmod
+    from ..config.formats import sxpr as sxprmod
     dom = record.domain
     if record.domid is not None:
         dom.domid = record.domid
@@ -232,13 +232,13 @@ def fromxend(domid):
 
 #: host memory access for getshadowmem: an object with ``free_kib()``,
 #: ``dom0_current_kib()`` and ``set_dom0_target_mib(mib)``; None means the
-#: xl host (:class:`xen_remus_compat.hostmem.XlHostMemory`).
+#: xl host (:class:`xen_remus_compat.remus.hostmem.XlHostMemory`).
 HOSTMEM = None
 
 
 def getshadowmem(vm):
     """Balloon dom0 down so the domain has room for shadow mode (KiB)."""
-    from .. import hostmem
+    from ..remus import hostmem
     host = HOSTMEM or hostmem.default()
     dom = vm.dom
     vcpus = int(dom["vcpus"])

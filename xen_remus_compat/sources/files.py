@@ -51,7 +51,7 @@ class FilesSource:
                 yield path
 
     def records(self):
-        from ..config import libxl_json, sxpr as sxprmod
+        from ..config.formats import libxl_json, sxpr as sxprmod
         from .base import DomainRecord
         out = []
         for path in self._files():

@@ -298,7 +298,7 @@ class LibxlSource:
         self.library = library
 
     def _record(self, ctx: Context, domid: int, info: Optional[dict] = None):
-        from ..config import libxl_json
+        from ..config.formats import libxl_json
         from .base import DomainRecord
         cfg = ctx.retrieve_domain_configuration(domid)
         dom = libxl_json.domain_from_libxl(cfg, domid=domid,

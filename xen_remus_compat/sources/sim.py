@@ -1,7 +1,7 @@
 """The ``sim`` domain source: the simulated guest of ``lowlevel/simxen``.
 
 The domain is the one the ``SIMXEN_*`` environment describes (see
-:class:`xen_remus_compat.simxen.SimDomain`): a PV guest with that name,
+:class:`xen_remus_compat.sim.simxen.SimDomain`): a PV guest with that name,
 domid, memory and vcpus.  Devices to protect are optional, so the same
 engine paths as on a real host can be exercised:
 
@@ -25,8 +25,8 @@ DISKS_ENV = "XEN_REMUS_COMPAT_SIM_DISKS"
 
 
 def sim_domain(env: Optional[Mapping[str, str]] = None) -> Domain:
-    from ..simxen import SimDomain
-    from ..config import diskspec
+    from ..sim.simxen import SimDomain
+    from ..config.specs import diskspec
     env = os.environ if env is None else env
     sd = SimDomain.from_env(env)
     mib = max(1, sd.pages * 4096 // (1 << 20))

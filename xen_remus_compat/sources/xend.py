@@ -90,7 +90,7 @@ class XendSource(Source):
         return self._call("domain", self.proxy.xend.domain, str(ref), "all")
 
     def record_from_sxpr(self, sx: list) -> DomainRecord:
-        from ..config import sxpr as sxprmod
+        from ..config.formats import sxpr as sxprmod
         dom = sxprmod.domain_from_sxpr(sx, source=f"xend {_describe(self.url)}")
         return DomainRecord(dom, dom.domid, state=dom.state, source="xend", sxpr=sx)
 

@@ -68,7 +68,7 @@ def _run_xl(argv: List[str], timeout: float = 30.0) -> str:
 
 def parse_list_output(text: str, *, source: str = "xl list -l") -> List[DomainRecord]:
     """Records from ``xl list -l`` output, JSON or sxp."""
-    from ..config import libxl_json
+    from ..config.formats import libxl_json
     stripped = text.lstrip()
     if not stripped:
         return []
@@ -97,7 +97,7 @@ def _parse_sxp_dump(text: str, source: str) -> List[DomainRecord]:
     """xl's ``output_format="sxp"`` dump (not xend's schema, legacy-api.md
     section 15): each domain becomes the ``libxl_domain_config`` it was
     printed from, read by :func:`libxl_json.domain_from_libxl`."""
-    from ..config import libxl_json
+    from ..config.formats import libxl_json
     out = []
     for domid, cfg, raw in xl_sxp_configs(read_xl_sxp(text, source), source):
         dom = libxl_json.domain_from_libxl(cfg, domid=domid, source=source)

@@ -52,7 +52,7 @@ import pytest
 
 from tests.qemu.inside.netlab import (DOM0_ADDR, PORT, SO_SNDBUFFORCE, SOCKBUF, in_netns,
                                       sh)
-from xen_remus_compat import simxen
+from xen_remus_compat.sim import simxen
 
 REMUS = Path(sys.executable).with_name("remus")
 POOL_DIR = Path("/var/run/remus")         # the VM's own /run (a tmpfs per boot)

@@ -4,7 +4,7 @@ The ``remus`` command reads its default port with
 ``XendOptions.instance().get_xend_relocation_port()`` while building its
 options (§1.1), so this import must work on an xl host where the file is
 usually gone.  ``instance()`` reads ``$XEND_CONFIG``, else
-``/etc/xen/xend-config.sxp`` (:mod:`xen_remus_compat.xendconfig`), once;
+``/etc/xen/xend-config.sxp`` (:mod:`xen_remus_compat.sources.xendconfig`), once;
 a missing file means xend's defaults.  The getters are generated from
 :data:`GETTERS` (xend's names, keys and defaults); a value that does not
 convert raises :class:`~xen_remus_compat.legacy.xend.XendError.XendError`
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ... import sxp, xendconfig
+from ... import sxp
+from ...sources import xendconfig
 from .XendError import XendError
 
 _TRUE = ("yes", "y", "1", "on", "true", "t")

@@ -30,8 +30,8 @@ import posixpath
 import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..errors import ConfigError
-from .model import Disk, Domain, HvmSettings, Nic, PciDev, Vfb
+from ...errors import ConfigError
+from ..model import Disk, Domain, HvmSettings, Nic, PciDev, Vfb
 
 log = logging.getLogger("xen_remus_compat")
 
@@ -230,7 +230,7 @@ def domains_from_text(text: str, *, source: str, lenient: bool = False,
     *continuations* deletes backslash-newline pairs first (libvirt's
     fixture convention, fixtures README).
     """
-    from .. import sxp
+    from ... import sxp
     if continuations:
         text = text.replace("\\\n", "")
     values = sxp.loads(text, source=source, lenient=lenient)
@@ -595,7 +595,7 @@ def _read_device(ctx: _Ctx, path: str, dom: Domain, elem: Sequence) -> None:
 
 def _read_disk(ctx: _Ctx, path: str, dom: Domain, dev: Sequence,
                whole: Sequence) -> None:
-    from . import diskspec
+    from ..specs import diskspec
     props = _props(ctx, path, dev)
     found: Dict[str, Any] = {}
     rest: List[Tuple[str, Any]] = []
@@ -648,7 +648,7 @@ def _maybe_int(v: Any) -> Optional[int]:
 
 def _read_vif(ctx: _Ctx, path: str, dom: Domain, dev: Sequence,
               whole: Sequence) -> None:
-    from . import vifspec
+    from ..specs import vifspec
     props: Dict[str, Any] = {}
     for key, item in _props(ctx, path, dev):
         kpath = f"{path}/{key}"
@@ -751,7 +751,7 @@ _DEVICES: Dict[str, Callable] = {
 def _add_image_cdrom(ctx: _Ctx, dom: Domain) -> None:
     """An HVM ``(image (hvm (cdrom PATH)))`` is an ``hdc`` CD-ROM unless a
     device already claims ``hdc`` (libvirt's sexpr parser, fv-utc)."""
-    from . import diskspec
+    from ..specs import diskspec
     if dom.hvm is None or not dom.hvm.cdrom:
         return
     if any(d.vdev == "hdc" for d in dom.disks):
@@ -956,7 +956,7 @@ def _image_sxpr(dom: Domain) -> list:
 
 
 def _devices_sxpr(dom: Domain, runtime: bool) -> List[list]:
-    from . import diskspec
+    from ..specs import diskspec
     out: List[list] = []
     for disk in dom.disks:
         if disk.origin == "image-cdrom" and dom.hvm is not None and dom.hvm.cdrom:

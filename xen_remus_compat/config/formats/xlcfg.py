@@ -2,7 +2,7 @@
 
 Contract: ``docs/internals.md`` (``config/xlcfg.py``).  What we write is
 what Debian's real ``xl -N create`` must parse to the JSON that
-:func:`~xen_remus_compat.config.libxl_json.domain_to_libxl` gives for the
+:func:`~xen_remus_compat.config.formats.libxl_json.domain_to_libxl` gives for the
 same domain, field by field (``tests/conformance/test_roundtrip.py``); the
 shared policies (command line, firmware, device model, VNC merge, vcpu
 bitmap) live in ``libxl_json.py`` so the two cannot drift.
@@ -24,8 +24,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..errors import ConfigError, InputError, UntranslatableError
-from .model import Domain
+from ...errors import ConfigError, InputError, UntranslatableError
+from ..model import Domain
 from . import libxl_json as lj
 
 log = logging.getLogger("xen_remus_compat")
@@ -124,7 +124,7 @@ def _oneline(value: Any) -> str:
             and len(value) == 1:
         value = value[0]
     if isinstance(value, list):
-        from .. import sxp
+        from ... import sxp
         try:
             text = sxp.to_string(value)
         except Exception:               # not an sxpr: show it as JSON
@@ -322,7 +322,7 @@ _VFB_KEYS = ("vnc", "vnclisten", "vncdisplay", "vncunused", "vncpasswd",
 
 
 def _devices(dom: Domain, out: _Out, remus: str) -> None:
-    from . import diskspec, vifspec
+    from ..specs import diskspec, vifspec
     disks: List[str] = []
     for disk in dom.disks:
         try:

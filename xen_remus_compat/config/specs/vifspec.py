@@ -16,8 +16,8 @@ import logging
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .. import errors
-from .model import Nic
+from ... import errors
+from ..model import Nic
 
 log = logging.getLogger("xen_remus_compat")
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
                     Sequence, Tuple)
 
-from . import atomic, errors
-from .config.model import Disk, Domain
+from .. import atomic, errors
+from ..config.model import Disk, Domain
 
 log = logging.getLogger("xen_remus_compat")
 
@@ -362,8 +362,8 @@ def locate_sxpr_error(exc: errors.CompatError, text: str, *,
                       lenient: bool = False) -> None:
     """Give ``exc`` (raised by config/sxpr.py for ``text``) the line and
     column of the element it is about, when that can be found."""
-    from . import sxp
-    from .config import sxpr
+    from .. import sxp
+    from ..config.formats import sxpr
     try:
         values = sxp.loads(text, source=exc.source or "<sxpr>", lenient=lenient)
     except errors.CompatError:
@@ -515,7 +515,7 @@ def _resolve_json_path(data, text_path: str) -> List:
 def locate_json_error(exc: errors.CompatError, text: str) -> None:
     """Give ``exc`` (raised by config/libxl_json.py for ``text``) the line
     and column of the value it is about, when that can be found."""
-    from .config import libxl_json
+    from ..config.formats import libxl_json
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
@@ -620,7 +620,7 @@ def legacy_mode(disk: Disk) -> str:
 def disk_notes(dom: Domain, remus: str) -> List[str]:
     """The remus-disk diagnostics of a domain (xl-side.md §1.8), one line
     each, prefixed with the disk's vdev."""
-    from .config import diskspec
+    from ..config.specs import diskspec
     notes: List[str] = []
     for disk in dom.disks:
         if not disk.uname:
@@ -654,7 +654,7 @@ def _attributed(item: LoadedDomain) -> Iterator[None]:
 def translate(item: LoadedDomain, *, remus: str = "script",
               with_json: bool = False) -> DomainResult:
     """One domain -> xl.cfg text (+ libxl JSON), and the report items."""
-    from .config import xlcfg
+    from ..config.formats import xlcfg
     if remus not in REMUS_DISK_MODES:
         raise ValueError(f"remus must be one of {REMUS_DISK_MODES}")
     dom = item.domain
@@ -662,7 +662,7 @@ def translate(item: LoadedDomain, *, remus: str = "script",
         cfg = xlcfg.to_xlcfg(dom, remus=remus)
         json_text = None
         if with_json:
-            from .config import libxl_json
+            from ..config.formats import libxl_json
             json_text = libxl_json.dumps(dom)
             if not json_text.endswith("\n"):
                 json_text += "\n"
@@ -906,7 +906,7 @@ _BARE_ATOM = re.compile(r"[A-Za-z0-9._:/~-]+")
 def _atom_text(value) -> str:
     if isinstance(value, str) and _BARE_ATOM.fullmatch(value):
         return value
-    from . import sxp
+    from .. import sxp
     return sxp.to_string(value)
 
 
@@ -1021,7 +1021,7 @@ def pretty_sxpr(node, *, indent: int = 4, width: int = 78) -> str:
 
 
 def _domain_sxpr(dom: Domain):
-    from .config import sxpr
+    from ..config.formats import sxpr
     form = "runtime" if dom.domid is not None else "config"
     return sxpr.domain_to_sxpr(dom, form=form)
 
@@ -1043,7 +1043,7 @@ def render(paths: Sequence[str], fmt: str = "sxpr", *, lenient: bool = False,
         if fmt == "sxpr":
             text = decode_input(data, path)
             if sniff_format(text, path) == "sxpr":
-                from . import sxp
+                from .. import sxp
                 try:
                     values = sxp.loads(text, source=path, lenient=lenient)
                 except RecursionError:
@@ -1061,7 +1061,7 @@ def render(paths: Sequence[str], fmt: str = "sxpr", *, lenient: bool = False,
         else:
             domains.extend(loaded)
     if fmt == "json":
-        from .config import libxl_json
+        from ..config.formats import libxl_json
         texts = []
         for item in domains:
             with _attributed(item):
@@ -1072,7 +1072,7 @@ def render(paths: Sequence[str], fmt: str = "sxpr", *, lenient: bool = False,
             array = [json.loads(t) for t in texts]
             chunks.append(json.dumps(array, indent=4) + "\n")
     elif fmt == "xl":
-        from .config import xlcfg
+        from ..config.formats import xlcfg
         for item in domains:
             header = ""
             if len(domains) > 1:

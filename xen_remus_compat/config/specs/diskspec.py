@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .. import errors
-from .model import Disk, RemusPeer
+from ... import errors
+from ..model import Disk, RemusPeer
 
 log = logging.getLogger("xen_remus_compat")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import (Callable, Dict, Iterator, List, Mapping, Optional, Sequence,
                     Tuple)
 
-from .errors import EnvironmentProblem, InputError
+from ..errors import EnvironmentProblem, InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where a Xen host shows itself (either one is enough to refuse).
@@ -429,7 +429,7 @@ def replay(stream: os.PathLike, state: SimState, *, save: int = 1,
     engine's checkpoint callback writes) is accepted and counted.  Record
     framing beyond that is :mod:`.stream.verify`'s business.
     """
-    from .stream import simpage
+    from ..stream import simpage
 
     data = memoryview(Path(stream).read_bytes())
     rep = Replay()

@@ -26,9 +26,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .log import logger
-from .stream import xl as xlstream
-from .errors import ReceiverError, StreamRefused
+from ..log import logger
+from ..stream import xl as xlstream
+from ..errors import ReceiverError, StreamRefused
 
 HELLO = b"receive"
 READY = b"(ready receive)\n"
@@ -36,7 +36,7 @@ XL_RECEIVE = ["migrate-receive", "-r"]
 
 
 def _err_reply(kind: str, value: str) -> bytes:
-    from . import sxp
+    from .. import sxp
     return (sxp.to_string(["err", ["type", kind], ["value", value]]) + "\n").encode()
 
 
@@ -192,7 +192,7 @@ class ReceiverService:
         session.domain = key
 
     def _run_xl(self, conn: socket.socket, session: Session) -> None:
-        from .sources.xlcli import find_xl
+        from ..sources.xlcli import find_xl
         xl = self.xl or find_xl()
         argv = [xl] + XL_RECEIVE + self.xl_args
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=conn.fileno(),
@@ -223,7 +223,7 @@ class ReceiverService:
 
     def _run_sim(self, conn: socket.socket, session: Session) -> None:
         """Our own receiver on the connection (simulated guest)."""
-        from .stream import receiver
+        from ..stream import receiver
         conn.sendall(xlstream.BANNER)
         raw = read_xl_header_raw(conn)
         self._claim(session, domain_name_of(raw))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Callable, List, Optional
 
-from . import errors
-from .sources.xlcli import _run_xl, find_xl
+from .. import errors
+from ..sources.xlcli import _run_xl, find_xl
 
 SYSFS_CURRENT = "/sys/devices/system/xen_memory/xen_memory0/info/current_kb"
 PROC_BALLOON = "/proc/xen/balloon"

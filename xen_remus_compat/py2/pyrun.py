@@ -55,13 +55,13 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
-from . import errors
-from .log import logger
-from .errors import TranslationError
+from .. import errors
+from ..log import logger
+from ..errors import TranslationError
 
 #: the name translated code uses for the runtime helpers (this module)
 HELPER = "_py2"
-HELPER_MODULE = "xen_remus_compat.pyrun"
+HELPER_MODULE = "xen_remus_compat.py2.pyrun"
 
 # =============================================================================
 # Runtime helpers: what translated scripts call as ``_py2.<name>``
@@ -831,9 +831,9 @@ class _Saved:
 
 def _install_aliases() -> None:
     """The ``xen.remus``/``xen.xend`` names, even without the .pth hook."""
-    from . import _xenalias
+    from .. import _xenalias
     _xenalias.install()
-    from .legacy import xend    # noqa: F401  (clear errors for absent xend modules)
+    from ..legacy import xend    # noqa: F401  (clear errors for absent xend modules)
     xend.install_missing_finder()
 
 
@@ -842,7 +842,7 @@ def _trim_traceback(tb, path: str):
     before the Python 2 helpers of this module (``_py2.div`` and friends)
     and the finder that refuses absent xend modules."""
     real = os.path.realpath(path)
-    from .legacy import xend
+    from ..legacy import xend
     plumbing = {os.path.realpath(__file__), os.path.realpath(xend.__file__)}
     t = tb
     while t is not None and os.path.realpath(t.tb_frame.f_code.co_filename) != real:
@@ -973,7 +973,7 @@ class LegacyCommands:
     def __init__(self, *, sim: bool = False, run: Optional[Callable] = None,
                  destroy: Optional[Callable[[Any], None]] = None,
                  xl: Optional[str] = None) -> None:
-        from . import runner
+        from .. import runner
         self.sim = sim
         self.run = run or runner.run
         self.destroy = destroy
@@ -982,7 +982,7 @@ class LegacyCommands:
 
     def _xl(self) -> str:
         if self.xl is None:
-            from .sources.xlcli import find_xl
+            from ..sources.xlcli import find_xl
             try:
                 self.xl = find_xl()
             except errors.CompatError:
@@ -990,7 +990,7 @@ class LegacyCommands:
         return self.xl
 
     def __call__(self, argv, *, cwd=None, **kw):
-        from .runner import Result
+        from ..runner import Result
         args = list(argv)
         i = 1 if args[:1] == ["sudo"] else 0
         cmd = args[i] if i < len(args) else ""
@@ -1014,7 +1014,8 @@ class LegacyCommands:
 
 
 def _sim_destroy(ref: Any) -> None:
-    from . import simxen, sources
+    from ..sim import simxen
+    from .. import sources
     domid = sources.open_domain(ref, "sim").domid
     simxen.destroy(int(domid))
 

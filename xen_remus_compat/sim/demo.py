@@ -26,8 +26,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-from . import errors, simxen
-from .engine import STATS_ENV
+from .. import errors
+from . import simxen
+from ..remus.engine import STATS_ENV
 
 
 @dataclass
@@ -72,7 +73,7 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
     ``kill_after``: seconds after the primary starts to kill it (default:
     ``seconds`` plus a random fraction of an interval).
     """
-    from .receiver_service import ReceiverService
+    from ..remus.receiver import ReceiverService
     ok, why = simxen.available()
     if not ok:
         raise errors.EnvironmentProblem(f"the simulated Xen is not built: {why} "

@@ -30,8 +30,8 @@ import re
 import shlex
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..errors import ConfigError
-from .model import Domain, HvmSettings, PciDev, Vfb
+from ...errors import ConfigError
+from ..model import Domain, HvmSettings, PciDev, Vfb
 
 log = logging.getLogger("xen_remus_compat")
 
@@ -374,7 +374,7 @@ def _pci_json(pci: PciDev) -> Dict[str, Any]:
 def domain_to_libxl(dom: Domain) -> Dict[str, Any]:
     """The ``libxl_domain_config`` xl would build for this domain (the
     migration-header form: no ``c_info.domid``, xl-side.md 4.6)."""
-    from . import diskspec, vifspec
+    from ..specs import diskspec, vifspec
     c_info: Dict[str, Any] = {"type": dom.type}
     hvm = dom.hvm if dom.type == "hvm" else None
     if hvm is not None and hvm.hap is not None:
@@ -631,7 +631,7 @@ def domain_from_libxl(cfg: Dict[str, Any], *, domid: Optional[int] = None,
     """A ``libxl_domain_config`` (the ``config`` of ``xl list -l``, the xl
     migration header, ``xl -N create``) -> Domain.  *domid* is the running
     id from the wrapper; ``c_info.domid`` is only a creation request."""
-    from . import diskspec, vifspec
+    from ..specs import diskspec, vifspec
     r = _Reader(source)
     cfg = r.obj("config", cfg)
     dom = Domain(domid=domid)

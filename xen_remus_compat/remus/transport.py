@@ -25,10 +25,10 @@ import subprocess
 import time
 from typing import List, Optional, Sequence
 
-from . import errors
-from .log import logger
-from .errors import TransportError
-from .stream.xl import BANNER  # defined once, in stream/xl.py
+from .. import errors
+from ..log import logger
+from ..errors import TransportError
+from ..stream.xl import BANNER  # defined once, in stream/xl.py
 
 RECEIVER_ARGV = ["xl", "migrate-receive", "-r"]
 LEGACY_HELLO = b"receive\n"
@@ -63,7 +63,7 @@ def expect_banner(fd: int, timeout: float, what: str) -> None:
 
 def _err_value(line: str) -> str:
     """The ``value`` of an xend-style ``(err (type T) (value V))`` reply."""
-    from . import sxp
+    from .. import sxp
     try:
         (reply,) = sxp.loads(line)
         fields = {item[0]: item[1] for item in reply[1:]

@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional
 
-from . import errors
-from .log import logger
-from .stream import writer as sw
+from .. import errors
+from ..log import logger
+from ..stream import writer as sw
 
 
 @dataclass
@@ -73,11 +73,11 @@ def libxl_config_for(vm) -> dict:
     if record is not None and record.libxl_config is not None:
         cfg = dict(record.libxl_config)
     else:
-        from .config import libxl_json
+        from ..config.formats import libxl_json
         if record is not None:
             dom = record.domain
         else:
-            from .config import sxpr as sxprmod
+            from ..config.formats import sxpr as sxprmod
             dom = sxprmod.domain_from_sxpr(vm.dominfo, source=f"domain {vm.domid}")
         cfg = libxl_json.domain_to_libxl(dom)
     c_info = dict(cfg.get("c_info", {}))
@@ -94,7 +94,7 @@ def _fileno(fd: Any) -> int:
 
 def _stream_mode(fd: Any) -> str:
     """``blackhole`` | ``banner`` (banner still to read) | ``ready``."""
-    from .legacy import save as legacy_save
+    from ..legacy import save as legacy_save
     from .transport import BlackholeTransport, Transport
     if isinstance(fd, legacy_save.NullSocket) or isinstance(fd, BlackholeTransport):
         return "blackhole"
@@ -112,7 +112,7 @@ def _stream_mode(fd: Any) -> str:
 
 def checkpointer_module():
     """The trampoline (``xen.lowlevel.checkpoint``)."""
-    from .legacy import checkpoint
+    from ..legacy import checkpoint
     return checkpoint
 
 
@@ -226,8 +226,8 @@ def _with_backup_state(message: str, fd: Any) -> str:
 
 def run_saver(saver) -> Stats:
     """``Saver.start``: legacy-api.md section 2, on the xl stream."""
-    from .legacy import save as legacy_save
-    from .legacy import vm as legacy_vm
+    from ..legacy import save as legacy_save
+    from ..legacy import vm as legacy_vm
     vm = saver.vm
     if getattr(vm, "record", None) is None or vm.record.source != "sim":
         legacy_vm.getshadowmem(vm)

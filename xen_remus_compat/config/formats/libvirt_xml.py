@@ -31,8 +31,8 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from lxml import etree
 
-from ..errors import ConfigError, UntranslatableError
-from .model import Disk, Domain, HvmSettings, Nic, PciDev, Vfb
+from ...errors import ConfigError, UntranslatableError
+from ..model import Disk, Domain, HvmSettings, Nic, PciDev, Vfb
 
 log = logging.getLogger("xen_remus_compat")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from . import errors
+from .. import errors
 
 DEFAULT_PATH = "/etc/xen/xend-config.sxp"
 DEFAULTS = {
@@ -25,7 +25,7 @@ def config_path() -> str:
 
 def load(path: Optional[str] = None) -> list:
     """The file as ``['xend-config', ...]`` (empty when it does not exist)."""
-    from . import sxp
+    from .. import sxp
     path = path or config_path()
     try:
         values = sxp.load_file(path)
@@ -38,7 +38,7 @@ def load(path: Optional[str] = None) -> list:
 
 
 def get(key: str, default: Any = None, path: Optional[str] = None) -> Any:
-    from . import sxp
+    from .. import sxp
     conf = load(path)
     value = sxp.child_value(conf, key)
     if value is None:

@@ -1,0 +1,1 @@
+"""The formats of a domain configuration, one module each: model <-> text."""

@@ -1,0 +1,1 @@
+"""Device specification grammars: legacy xend unames and the xl disk grammar, vif specs."""

@@ -1,0 +1,1 @@
+"""What ``convert`` and ``show`` do: discover inputs, plan, write atomically, report."""

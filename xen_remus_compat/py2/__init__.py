@@ -1,0 +1,1 @@
+"""Running unchanged Python 2 remus scripts: detection, translation, runtime support."""

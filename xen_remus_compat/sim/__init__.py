@@ -1,0 +1,1 @@
+"""The simulated Xen (simxen) wrapper and the demo that runs on it."""

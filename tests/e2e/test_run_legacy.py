@@ -286,7 +286,7 @@ def test_backup_not_listening(sim_engine, tmp_path):
     assert s.err.startswith("Traceback (most recent call last):\n")
     assert f'{SCRIPTS / "protect.py"}", line' in s.err
     assert s.err.rstrip().splitlines()[-1].startswith("ConnectionRefusedError")
-    assert "pyrun.py" not in s.err
+    assert "xen_remus_compat/py2/" not in s.err
     assert simxen.read_state(tmp_path / "state").final_state in (None, "running")
 
 
@@ -343,7 +343,7 @@ def test_show_prints_runnable_python3(tmp_path):
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     compile(proc.stdout, "protect3.py", "exec", dont_inherit=True)
-    assert "import xen_remus_compat.py2.pyrun as _py2" in proc.stdout
+    assert "import xen_remus_compat.py2.runtime as _py2" in proc.stdout
     assert "time.sleep(_py2.div(settings.interval - elapsed, 1000))" in proc.stdout
     assert "except save.CheckpointError as e:" in proc.stdout
     assert proc.stderr.startswith(f"# {SCRIPTS / 'protect.py'}: Python 2")

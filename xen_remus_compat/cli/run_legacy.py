@@ -1,7 +1,7 @@
 """``xen-remus-compat run-legacy [--sim] [--show] SCRIPT [ARGS...]``.
 
 Runs a remus-era Python 2 script unchanged (the work is
-:mod:`xen_remus_compat.py2.pyrun`): translated in memory, run as ``__main__``
+:mod:`xen_remus_compat.py2.run`): translated in memory, run as ``__main__``
 with ``sys.argv = [SCRIPT, ARGS...]``, its ``xen.remus``/``xen.xend``
 imports answered by our facade.  The exit status is the script's.
 
@@ -98,7 +98,7 @@ def _sim_memset(domid: int, mib: int) -> None:
 
 def _prepare(sim: bool) -> None:
     """The facade's injection points for a legacy script (docs/decisions.d/run-legacy.md)."""
-    from ..py2 import pyrun
+    from ..py2 import run as pyrun
     from ..legacy import util, vm
     from ..legacy.xend import XendClient
     util.RUNNER = pyrun.LegacyCommands(sim=sim)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None,
         err: Optional[TextIO] = None, stdin: Optional[TextIO] = None) -> int:
     """Translate ``args.script``; show it, or run it (re-executing under
     simxen first with ``--sim``).  Returns the script's exit status."""
-    from ..py2 import pyrun
+    from ..py2 import run as pyrun
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     t = pyrun.translate_file(args.script, dialect=args.python)

@@ -172,6 +172,17 @@ class StreamRefused(ReceiverError):
     banner, legacy-api.md section 12.3) before the connection is closed."""
 
 
+# -- the checkpoint engine (remus/) -------------------------------------------
+
+class CheckpointFailed(CompatError):
+    """Checkpointing stopped: the trampoline, the stream or the backup failed.
+
+    The guest has been resumed when this is raised (exit status 1); the
+    legacy ``xen.remus.save.CheckpointError`` wraps it."""
+
+    exit_status = 1
+
+
 # -- output-commit devices (devices/) ------------------------------------------
 
 class NetbufError(CompatError):
@@ -203,7 +214,7 @@ class DrbdError(InputError):
     """A DRBD resource cannot be used for Remus."""
 
 
-# -- running legacy scripts (pyrun.py) ------------------------------------------
+# -- running legacy scripts (py2/) ------------------------------------------
 
 class TranslationError(InputError):
     """The script cannot be translated or compiled; names its line."""

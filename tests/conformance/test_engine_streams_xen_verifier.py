@@ -46,7 +46,7 @@ def commit():
     time.sleep(0.02)            # let the guest dirty pages between epochs
     return count[0] < n
 if mode == "blackhole":
-    from xen_remus_compat import engine
+    from xen_remus_compat.remus import engine
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     stats = engine.Loop(1, fd, config=None, blackhole=True, commit=commit).run()
     os.close(fd)

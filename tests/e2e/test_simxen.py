@@ -193,7 +193,7 @@ def test_reexec_runs_the_child_under_simxen(tmp_path, monkeypatch):
     monkeypatch.setenv("SIMXEN_STATE_DIR", str(tmp_path))
     code = textwrap.dedent('''
         import os, sys
-        from xen_remus_compat import simxen
+        from xen_remus_compat.sim import simxen
         assert simxen.active()
         assert simxen.reexec_if_needed(["-c", "pass"]) is None
         sys.exit(int(os.environ["SIMXEN_PAGES"]) - 70)
@@ -205,7 +205,7 @@ def test_activate_loads_the_stand_ins_in_process(tmp_path):
     # No LD_LIBRARY_PATH: the stand-ins are preloaded by path before the
     # extension, whose DT_NEEDED sonames then bind to them.
     code = textwrap.dedent(f'''
-        from xen_remus_compat import simxen
+        from xen_remus_compat.sim import simxen
         simxen.activate({str(tmp_path)!r}, simxen.SimDomain(pages=32))
         from xen_remus_compat import _checkpoint as C
         cp = C.checkpointer(); cp.open(1); cp.close()

@@ -11,7 +11,10 @@ Differences from the legacy module, all deliberate:
   and consumes exactly the one-line reply, so the xl banner that follows is
   left for the engine;
 * ``Saver.start`` runs the xl-compatible engine (``xen_remus_compat.remus.engine``):
-  the stream is what ``xl remus`` sends, not the xend image.
+  the stream is what ``xl remus`` sends, not the xend image.  This module
+  only adapts: it picks the stream mode from the legacy stream classes, the
+  libxl config from the legacy ``VM`` and maps the engine's failure to
+  ``CheckpointError``.
 """
 from __future__ import annotations
 
@@ -189,13 +192,47 @@ class Saver(object):
         self.checkpointer = None
 
     def start(self):
+        """Checkpoint until a callback stops it (legacy-api.md section 2)."""
+        from .. import errors
+        from ..remus import engine
+        record = getattr(self.vm, "record", None)
+        if record is None or record.source != "sim":
+            vm.getshadowmem(self.vm)
+        mode = _stream_mode(self.fd)
+        config = None
+        if mode != "blackhole":
+            config = engine.libxl_config_for(
+                record, domain=None if record is not None else _dominfo_domain(self.vm))
+
+        def attach(loop):
+            self.checkpointer = loop
+
         try:
-            from ..remus import engine
-        except ImportError as e:   # pragma: no cover - engine ships with the package
-            raise CheckpointError("the checkpoint engine is not available: %s" % e)
-        engine.run_saver(self)
+            self.stats = engine.protect(
+                int(self.vm.domid), self.fd, config=config, mode=mode,
+                postsuspend=self.suspendcb, preresume=self.resumecb,
+                commit=self.checkpointcb, interval=self.interval, flags=self.flags,
+                on_start=attach)
+        except errors.CheckpointFailed as e:
+            raise CheckpointError(str(e)) from e
 
     def _resume(self):
         """low-overhead version of XendDomainInfo.resumeDomain"""
         from ..remus import engine
         engine.resume_domain(self.vm.domid)
+
+
+def _stream_mode(fd):
+    """The engine's stream mode for a legacy stream object."""
+    from ..remus import engine
+    if isinstance(fd, NullSocket):
+        return "blackhole"
+    if isinstance(fd, MigrationSocket):
+        return "banner"             # remus-receiver: the xl banner follows its reply
+    return engine.stream_mode(fd)
+
+
+def _dominfo_domain(v):
+    """The model of a VM built from a bare dominfo sxpr (no source record)."""
+    from ..config.formats import sxpr as sxprmod
+    return sxprmod.domain_from_sxpr(v.dominfo, source=f"domain {v.domid}")

@@ -1,26 +1,29 @@
-"""The checkpoint loop: what ``xl remus`` sends, with the legacy Python hooks.
+"""The checkpoint loop: what ``xl remus`` sends, with plain Python hooks.
 
-``run_saver`` is ``xen.remus.save.Saver.start``.  It frames the stream
-exactly as xl does (xl-side.md section 3.5) around the libxc stream that the
-C trampoline (``xen.lowlevel.checkpoint``) has libxenguest write into the
-same fd:
+:func:`protect` starts a checkpointing session on a domain.  It frames the
+stream exactly as xl does (xl-side.md section 3.5) around the libxc stream
+that the C trampoline has libxenguest write into the same fd:
 
-1. wait for the receiver's banner (when the fd comes from a transport that
-   has one and has not consumed it yet);
+1. wait for the receiver's banner (``mode="banner"``: the fd comes from a
+   transport that has one and has not consumed it yet);
 2. the xl header with the domain's libxl JSON (``c_info.domid`` dropped, as
    ``xl remus`` sends it), unless blackhole;
 3. the libxl v2 header and ``LIBXC_CONTEXT``;
 4. ``checkpointer.start``: libxc writes its records; after each libxc
    ``CHECKPOINT`` our checkpoint callback writes libxl's ``CHECKPOINT_END``
-   *before* the user's commit hooks run, so the backup can apply the epoch
-   while the hooks (disk acks, network release) proceed.
+   *before* the commit hook runs, so the backup can apply the epoch while
+   the hooks (disk acks, network release) proceed.
 
 Page data is never copied through Python: only these few framing bytes are.
 
-Callbacks follow legacy-api.md section 10.4: no arguments; ``None`` or
-truthy means continue.  An exception in a callback stops checkpointing and
-is re-raised from ``start()`` after the guest has been resumed.  Statistics
-(pause time, our Python time per checkpoint) are kept in :class:`Stats`.
+Hooks take no arguments; ``None`` or truthy means continue.  An exception in
+a hook stops checkpointing and is re-raised from :func:`protect` after the
+guest has been resumed; a failure of the trampoline or of the stream is
+:class:`errors.CheckpointFailed`.  Statistics (pause time, our Python time
+per checkpoint) are kept in :class:`Stats`.
+
+This module knows nothing of the legacy facade: ``xen.remus.save.Saver``
+adapts its shapes onto :func:`protect`.
 """
 from __future__ import annotations
 
@@ -67,18 +70,17 @@ def _unblock_signals(old) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def libxl_config_for(vm) -> dict:
-    """The libxl_domain_config xl would send for ``vm`` (a legacy VM)."""
-    record = getattr(vm, "record", None)
+def libxl_config_for(record=None, *, domain=None) -> dict:
+    """The libxl_domain_config xl would send: from a source's
+    :class:`~xen_remus_compat.sources.base.DomainRecord` (its raw libxl JSON
+    when the source has one) or from a model :class:`Domain`."""
     if record is not None and record.libxl_config is not None:
         cfg = dict(record.libxl_config)
     else:
         from ..config.formats import libxl_json
-        if record is not None:
-            dom = record.domain
-        else:
-            from ..config.formats import sxpr as sxprmod
-            dom = sxprmod.domain_from_sxpr(vm.dominfo, source=f"domain {vm.domid}")
+        dom = record.domain if record is not None else domain
+        if dom is None:
+            raise ValueError("libxl_config_for needs a record or a domain")
         cfg = libxl_json.domain_to_libxl(dom)
     c_info = dict(cfg.get("c_info", {}))
     c_info.pop("domid", None)           # xl remus sends domid 0 (omitted)
@@ -92,16 +94,14 @@ def _fileno(fd: Any) -> int:
     return fd.fileno()
 
 
-def _stream_mode(fd: Any) -> str:
-    """``blackhole`` | ``banner`` (banner still to read) | ``ready``."""
-    from ..legacy import save as legacy_save
-    from .transport import BlackholeTransport, Transport
-    if isinstance(fd, legacy_save.NullSocket) or isinstance(fd, BlackholeTransport):
+def stream_mode(fd: Any) -> str:
+    """``blackhole`` | ``ready`` for a transport or a plain fd.
+
+    (``banner``, a stream whose receiver banner is still to be read, is only
+    known to the caller that opened it.)"""
+    from .transport import BlackholeTransport
+    if isinstance(fd, BlackholeTransport):
         return "blackhole"
-    if isinstance(fd, legacy_save.MigrationSocket):
-        return "banner"
-    if isinstance(fd, Transport):
-        return "ready"
     try:
         if os.path.samefile(f"/proc/self/fd/{_fileno(fd)}", "/dev/null"):
             return "blackhole"
@@ -111,9 +111,14 @@ def _stream_mode(fd: Any) -> str:
 
 
 def checkpointer_module():
-    """The trampoline (``xen.lowlevel.checkpoint``)."""
-    from ..legacy import checkpoint
-    return checkpoint
+    """The C trampoline (also importable as ``xen.lowlevel.checkpoint``)."""
+    try:
+        from .. import _checkpoint
+    except ImportError as e:  # pragma: no cover - depends on the build
+        raise errors.EnvironmentProblem(
+            "the checkpoint trampoline (xen_remus_compat._checkpoint) is not "
+            f"built ({e}); reinstall the package with libxen-dev present") from e
+    return _checkpoint
 
 
 class Loop:
@@ -121,6 +126,7 @@ class Loop:
 
     def __init__(self, domid: int, fd: int, *, config: Optional[dict],
                  blackhole: bool = False,
+                 checkpointer: Optional[Callable[[], Any]] = None,
                  postsuspend: Optional[Callable] = None,
                  preresume: Optional[Callable] = None,
                  commit: Optional[Callable] = None,
@@ -136,6 +142,7 @@ class Loop:
         self.flags = flags
         self.clock = clock
         self.monotonic = monotonic
+        self.checkpointer = checkpointer
         self.stats = Stats()
         path = os.environ.get(STATS_ENV)
         self.stats_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
@@ -181,8 +188,8 @@ class Loop:
     def run(self) -> Stats:
         """Write the preamble, run the trampoline; always leaves the guest running."""
         sw.write_all(self.fd, sw.preamble(self.config, blackhole=self.blackhole))
-        ckpt = checkpointer_module()
-        cp = ckpt.checkpointer()
+        factory = self.checkpointer or checkpointer_module().checkpointer
+        cp = factory()
         try:
             cp.open(self.domid)
             cp.start(self.fd, self._suspend, self._postcopy, self._checkpoint,
@@ -224,36 +231,42 @@ def _with_backup_state(message: str, fd: Any) -> str:
     return f"{message} ({why})" if why else message
 
 
-def run_saver(saver) -> Stats:
-    """``Saver.start``: legacy-api.md section 2, on the xl stream."""
-    from ..legacy import save as legacy_save
-    from ..legacy import vm as legacy_vm
-    vm = saver.vm
-    if getattr(vm, "record", None) is None or vm.record.source != "sim":
-        legacy_vm.getshadowmem(vm)
-    mode = _stream_mode(saver.fd)
-    fd = _fileno(saver.fd)
+def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] = None,
+            postsuspend: Optional[Callable] = None,
+            preresume: Optional[Callable] = None,
+            commit: Optional[Callable] = None,
+            interval: int = 0, flags: int = 0,
+            on_start: Optional[Callable[[Loop], None]] = None) -> Stats:
+    """Protect ``domid`` until a hook stops it, a signal arrives or the stream fails.
+
+    ``fd`` is an int, a file-like object or a transport; ``mode`` is
+    ``blackhole``, ``banner`` (read the receiver's banner first) or
+    ``ready``, guessed from ``fd`` when None.  ``config`` is the
+    libxl_domain_config for the xl header (ignored for blackhole).
+    ``on_start`` sees the :class:`Loop` before the first checkpoint.
+    Raises :class:`errors.CheckpointFailed` when the trampoline or the
+    stream fails; the guest is left running either way."""
+    if mode is None:
+        mode = stream_mode(fd)
+    raw = _fileno(fd)
     if mode == "banner":
         try:
-            sw.read_banner(fd)
+            sw.read_banner(raw)
         except errors.CompatError as e:
-            raise legacy_save.CheckpointError(f"backup did not answer: {e}") from e
-    config = None if mode == "blackhole" else libxl_config_for(vm)
-    loop = Loop(int(vm.domid), fd, config=config, blackhole=(mode == "blackhole"),
-                postsuspend=saver.suspendcb, preresume=saver.resumecb,
-                commit=saver.checkpointcb, interval=saver.interval,
-                flags=saver.flags)
-    saver.checkpointer = loop
+            raise errors.CheckpointFailed(f"backup did not answer: {e}") from e
+    loop = Loop(int(domid), raw, config=None if mode == "blackhole" else config,
+                blackhole=(mode == "blackhole"), postsuspend=postsuspend,
+                preresume=preresume, commit=commit, interval=interval, flags=flags)
+    if on_start is not None:
+        on_start(loop)
     ckpt = checkpointer_module()
     try:
-        stats = loop.run()
+        return loop.run()
     except ckpt.error as e:
-        raise legacy_save.CheckpointError(_with_backup_state(str(e), saver.fd)) from e
+        raise errors.CheckpointFailed(_with_backup_state(str(e), fd)) from e
     except OSError as e:
-        raise legacy_save.CheckpointError(
-            _with_backup_state(f"writing the stream: {e}", saver.fd)) from e
-    saver.stats = stats
-    return stats
+        raise errors.CheckpointFailed(
+            _with_backup_state(f"writing the stream: {e}", fd)) from e
 
 
 def resume_domain(domid: int) -> None:

@@ -32,7 +32,7 @@ from typing import (Callable, Dict, Iterator, List, Mapping, Optional, Sequence,
 
 from ..errors import EnvironmentProblem, InputError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Where a Xen host shows itself (either one is enough to refuse).
 XEN_MARKS = ("/proc/xen/privcmd", "/dev/xen")
 #: The stand-ins, in load order (dependencies first).

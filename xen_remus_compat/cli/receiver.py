@@ -6,25 +6,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 from typing import List, Optional
 
-from .. import errors
+from . import base
 
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors are bad input: exit status 1 (2 is for our bugs)."""
-
-    def error(self, message):  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(1, f"{self.prog}: error: {message}\n")
+PROG = "remus-receiver"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="remus-receiver",
+    p = base.ArgParser(
+        prog=PROG,
         description="Accept Remus streams on a TCP port (xend's relocation "
                     "port, 8002 by default) and hand each to 'xl migrate-receive "
                     "-r' (or, with --sim, to the simulated receiver).")
@@ -44,48 +37,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xl", default=None, help="path of the real xl binary")
     p.add_argument("--ready-file", default=None,
                    help="write the bound port to this file once listening")
-    p.add_argument("-v", "--debug", action="store_true")
+    base.add_common_arguments(p, PROG)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except base.UsageError as e:
+        print(f"{PROG}: {base.one_line(str(e))}", file=sys.stderr)
+        return base.EXIT_INPUT
+    except SystemExit as e:            # --help, --version
+        return int(e.code or 0) if isinstance(e.code, int) else 0
     if args.json and not args.once:
-        print("remus-receiver: --json needs --once", file=sys.stderr)
-        return 1
-    if args.debug:
-        logging.basicConfig(level=logging.DEBUG,
-                            format="remus-receiver: %(levelname)s: %(message)s")
+        print(f"{PROG}: --json needs --once", file=sys.stderr)
+        return base.EXIT_INPUT
+    logs = base.Logging(PROG, verbose=args.verbose, debug=args.debug)
+    try:
+        return base.guarded(PROG, lambda: _serve(args), debug=args.debug,
+                            interrupted=base.EXIT_OK)
+    finally:
+        logs.close()
+
+
+def _serve(args: argparse.Namespace) -> int:
     from ..remus.receiver import ReceiverService
     from ..sources import xendconfig
+    port = args.port if args.port is not None else xendconfig.relocation_port()
+    svc = ReceiverService(listen=args.listen, port=port, sim=args.sim, xl=args.xl,
+                          xl_args=["-e"] if args.no_wait else [])
+    bound = svc.bind()
+    if args.ready_file:
+        from ..atomic import write_atomic
+        write_atomic(args.ready_file, f"{bound}\n")
+    print(f"{PROG}: listening on {args.listen or '*'}:{bound}"
+          f"{' (simulated backup)' if args.sim else ''}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
-        port = args.port if args.port is not None else xendconfig.relocation_port()
-        svc = ReceiverService(listen=args.listen, port=port, sim=args.sim, xl=args.xl,
-                              xl_args=["-e"] if args.no_wait else [])
-        bound = svc.bind()
-        if args.ready_file:
-            from ..atomic import write_atomic
-            write_atomic(args.ready_file, f"{bound}\n")
-        print(f"remus-receiver: listening on {args.listen or '*'}:{bound}"
-              f"{' (simulated backup)' if args.sim else ''}", file=sys.stderr)
-        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
         sessions = svc.serve(once=args.once)
-    except errors.CompatError as e:
-        print(f"remus-receiver: {e}", file=sys.stderr)
-        return e.exit_status
-    except KeyboardInterrupt:
-        return 0
-    except Exception as e:   # our bug: one line, the traceback only with -v
-        if args.debug:
-            import traceback
-            traceback.print_exc()
-        print(f"remus-receiver: internal error (a bug, please report): "
-              f"{type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+    except SystemExit:                 # SIGTERM: a clean stop
+        return base.EXIT_OK
     rc = 0
     for s in sessions:
         if s.error:
-            print(f"remus-receiver: {s.peer}: {s.error}", file=sys.stderr)
+            print(f"{PROG}: {s.peer}: {s.error}", file=sys.stderr)
             if not s.summary.get("failover_ok"):
                 rc = 1
     if args.json and sessions:

@@ -15,7 +15,6 @@ Ctrl-C and SIGTERM uninstall the buffers, leave the guest running and exit 0
 """
 from __future__ import annotations
 
-import optparse
 import select
 import signal
 import sys
@@ -24,6 +23,9 @@ from typing import List, Optional
 
 from .. import errors, quirks
 from ..log import logger
+from . import base
+
+PROG = "remus"
 
 REMUS_FLAGS_COMPRESSION = 1
 FAULT_COMMANDS = ("s", "s2", "r", "r2", "c", "c2")
@@ -62,7 +64,7 @@ class Cfg(object):
         self.nowait = False
         self.connect_timeout = 30.0
 
-        parser = optparse.OptionParser(prog="remus")
+        parser = base.OptParser(prog=PROG)
         parser.usage = "%prog [options] domain [destination]"
         parser.add_option("-i", "--interval", dest="interval", type="int",
                           metavar="MS", help="checkpoint every MS milliseconds")
@@ -99,8 +101,7 @@ class Cfg(object):
                                "instead of a real domain")
         parser.add_option("", "--source", dest="source", metavar="NAME",
                           help="domain source: auto, libxl, xl, xend, files")
-        parser.add_option("-v", "--debug", dest="debug", action="store_true",
-                          help="log debugging information to stderr")
+        base.add_common_options(parser, PROG)
         self.parser = parser
 
     def usage(self):
@@ -131,6 +132,7 @@ class Cfg(object):
         self.sim = bool(opts.sim)
         self.source = opts.source
         self.debug = bool(opts.debug)
+        self.verbose = int(opts.verbose or 0)
         if not args:
             raise CfgException("Missing domain")
         self.domid = args[0]
@@ -327,11 +329,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     except CfgException as inst:
         print(str(inst))
         cfg.usage()
-        return 1
-    if cfg.debug:
-        import logging
-        logging.basicConfig(level=logging.DEBUG,
-                            format="remus: %(levelname)s: %(message)s")
+        return base.EXIT_INPUT
+    logs = base.Logging(PROG, verbose=cfg.verbose, debug=cfg.debug)
+    try:
+        return base.guarded(PROG, lambda: _main(cfg, argv), debug=cfg.debug,
+                            interrupted=base.EXIT_OK)
+    finally:
+        logs.close()
+
+
+def _main(cfg: Cfg, argv: List[str]) -> int:
     if cfg.sim:
         from ..sim import simxen
         reexec = simxen.reexec_if_needed(["-m", "xen_remus_compat.cli.remus"] + argv)
@@ -342,16 +349,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif cfg.source:
         from ..legacy import vm
         vm.SOURCE = cfg.source
-    try:
-        return run(cfg)
-    except errors.CompatError as e:
-        print(f"remus: {e}", file=sys.stderr)
-        return e.exit_status
-    except Exception as e:   # our bug: say so, keep the traceback for --debug
-        logger.debug("internal error", exc_info=True)
-        print(f"remus: internal error (a bug in xen-remus-compat, please report): "
-              f"{type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+    return run(cfg)
 
 
 if __name__ == "__main__":

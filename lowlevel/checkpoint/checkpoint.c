@@ -160,9 +160,11 @@ static int check_idle(Checkpointer *self, const char *what)
 
 PyDoc_STRVAR(open_doc,
 "open(domid)\n\n"
-"Attach to a running PV domain: control, xenstore and event-channel\n"
+"Attach to a running PV or PVH domain: control, xenstore and event-channel\n"
 "handles, the @releaseDomain watch and, when the guest offers one, its\n"
-"suspend event channel.  HVM and PV-on-HVM guests are refused.");
+"suspend event channel (else it is suspended through xenstore; see\n"
+"suspend_path).  HVM guests with a device model (HVM, PV-on-HVM) are\n"
+"refused.");
 
 static PyObject *Checkpointer_open(Checkpointer *self, PyObject *args)
 {
@@ -175,6 +177,31 @@ static PyObject *Checkpointer_open(Checkpointer *self, PyObject *args)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     rc = cp_open(&self->cp, domid);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return raise_cp_error(self);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(probe_doc,
+"probe()\n\n"
+"Check, before anything is sent, that this hypervisor can track the open\n"
+"domain's dirty memory (log-dirty mode: shadow paging for a PV guest,\n"
+"HAP for a PVH one): log-dirty mode is switched on and off again, the\n"
+"guest keeps running.  Returns None; raises error (errno EOPNOTSUPP for a\n"
+"PV guest on a hypervisor built without CONFIG_SHADOW_PAGING) with what\n"
+"is missing and what to do.  start() runs it too unless it passed.");
+
+static PyObject *Checkpointer_probe(Checkpointer *self,
+                                    PyObject *Py_UNUSED(ignored))
+{
+    int rc;
+
+    if (check_idle(self, "cannot probe() while start() is running"))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cp_clear_error(&self->cp);
+    rc = cp_probe(&self->cp);
     Py_END_ALLOW_THREADS
     if (rc)
         return raise_cp_error(self);
@@ -283,6 +310,7 @@ static PyMethodDef Checkpointer_methods[] = {
     { "start", (PyCFunction)(void (*)(void))Checkpointer_start,
       METH_VARARGS | METH_KEYWORDS, start_doc },
     { "close", (PyCFunction)Checkpointer_close, METH_NOARGS, close_doc },
+    { "probe", (PyCFunction)Checkpointer_probe, METH_NOARGS, probe_doc },
     { NULL, NULL, 0, NULL },
 };
 
@@ -294,6 +322,25 @@ static PyObject *get_domid(Checkpointer *self, void *closure)
     if (!self->cp.opened)
         Py_RETURN_NONE;
     return PyLong_FromUnsignedLong(self->cp.domid);
+}
+
+static PyObject *str_or_none(const char *s)
+{
+    if (!s)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(s);
+}
+
+static PyObject *get_guest_type(Checkpointer *self, void *closure)
+{
+    (void)closure;
+    return str_or_none(cp_guest_name(&self->cp));
+}
+
+static PyObject *get_suspend_path(Checkpointer *self, void *closure)
+{
+    (void)closure;
+    return str_or_none(cp_suspend_path(&self->cp));
 }
 
 static PyObject *get_timeout(Checkpointer *self, void *closure)
@@ -326,6 +373,12 @@ static int set_timeout(Checkpointer *self, PyObject *value, void *closure)
 static PyGetSetDef Checkpointer_getset[] = {
     { "domid", (getter)get_domid, NULL,
       "The open domain, or None.", NULL },
+    { "guest_type", (getter)get_guest_type, NULL,
+      "'pv' or 'pvh' for the open domain, or None.", NULL },
+    { "suspend_path", (getter)get_suspend_path, NULL,
+      "How the open domain is suspended: 'evtchn' (its suspend event\n"
+      "channel) or 'xenstore' (control/shutdown, bounded by\n"
+      "suspend_timeout); None when not open.", NULL },
     { "suspend_timeout", (getter)get_timeout, (setter)set_timeout,
       "How long (ms) to wait for the guest to suspend; default 5000.", NULL },
     { NULL, NULL, NULL, NULL, NULL },

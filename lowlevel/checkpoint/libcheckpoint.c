@@ -11,7 +11,12 @@
  *    signals itself, instead of SIGRTMIN blocked in the importing thread;
  *  - every exit path resumes a guest that is still suspended;
  *  - the error text is never NULL nor stale: the first error of an
- *    operation is kept, with its errno.
+ *    operation is kept, with its errno;
+ *  - PVH guests (HVM containers without a device model) are checkpointed
+ *    like PV ones, as libxl suspends and resumes them; HVM guests with a
+ *    device model are refused;
+ *  - a log-dirty probe tells, before anything is sent, a hypervisor that
+ *    cannot track the guest's dirty memory (no shadow paging for PV).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -598,6 +603,10 @@ int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
         set_error(cp, 0, "checkpoint state not opened");
         return -1;
     }
+    /* Fail before libxc writes a byte when the hypervisor cannot track the
+     * guest's dirty memory (a no-op when probe() passed already). */
+    if (cp_probe(cp))
+        return -1;
     memset(&cbs, 0, sizeof(cbs));
     cbs.suspend = tr_suspend;
     cbs.postcopy = tr_postcopy;
@@ -661,22 +670,126 @@ static void consume_initial_watch(struct cp_state *cp)
         drain_watches(cp);
 }
 
-static int refuse_hvm(struct cp_state *cp)
+/*
+ * HVM containers.  Xen 4.17 gives a domU's HVM container one of exactly two
+ * sets of emulated devices (emulation_flags_ok() in the hypervisor; libxl
+ * asks for one or the other in libxl__arch_domain_prepare_config): the
+ * whole PC platform (PIC, IOAPIC, RTC, PIT, HPET, ACPI PM, VGA, IOMMU),
+ * which only makes sense with a device model serving the rest of the PC,
+ * i.e. an HVM guest; or the local APIC alone, i.e. a PVH guest, which has
+ * no device model (a qemu serving PV backends, e.g. qdisk, is no emulator
+ * and keeps no state in the stream).  So the domain's emulation flags tell
+ * the two apart.  HVM_PARAM_CALLBACK_IRQ cannot: a Linux PVH guest sets it
+ * just as a PV-on-HVM guest does.
+ */
+#define PVH_EMULATION (XEN_X86_EMU_LAPIC | XEN_X86_EMU_VPCI)
+
+static int check_hvm_container(struct cp_state *cp, const xc_dominfo_t *info)
 {
+    uint32_t emu = info->arch_config.emulation_flags;
     uint64_t irq = 0;
 
+    if (!(emu & ~PVH_EMULATION))
+        return 0;
     if (xc_hvm_param_get(cp->xch, cp->domid, HVM_PARAM_CALLBACK_IRQ, &irq)) {
         set_error(cp, errno, "could not get HVM callback IRQ of domain %u",
                   cp->domid);
         return -1;
     }
-    if (irq)
-        set_error(cp, EOPNOTSUPP, "domain %u is a PV-on-HVM guest: "
-                  "PV-on-HVM guests are not supported yet", cp->domid);
-    else
-        set_error(cp, EOPNOTSUPP, "domain %u is an HVM guest: "
-                  "HVM guests are not supported yet", cp->domid);
+    set_error(cp, EOPNOTSUPP, "domain %u is %s guest: HVM guests with a "
+              "device model are not supported yet (PVH guests are)",
+              cp->domid, irq ? "a PV-on-HVM" : "an HVM");
     return -1;
+}
+
+const char *cp_guest_name(const struct cp_state *cp)
+{
+    if (!cp->opened)
+        return NULL;
+    return cp->guest == CP_GUEST_PVH ? "pvh" : "pv";
+}
+
+const char *cp_suspend_path(const struct cp_state *cp)
+{
+    if (!cp->opened)
+        return NULL;
+    return cp->local_port >= 0 ? "evtchn" : "xenstore";
+}
+
+/* ------------------------------------------------------ log-dirty probe */
+
+#define NO_SHADOW_ADVICE \
+    "protect a PVH or HVM guest instead, or boot a Xen hypervisor built " \
+    "with CONFIG_SHADOW_PAGING=y"
+
+static void no_shadow_error(struct cp_state *cp)
+{
+    set_error(cp, EOPNOTSUPP, "cannot checkpoint PV domain %u: this Xen "
+              "hypervisor was built without shadow paging "
+              "(CONFIG_SHADOW_PAGING is not set), which tracking a PV "
+              "guest's dirty memory needs; " NO_SHADOW_ADVICE, cp->domid);
+}
+
+/*
+ * Checkpointing needs the hypervisor's log-dirty mode: shadow paging for a
+ * PV guest, HAP (or shadow) for a PVH one.  Debian's stock 4.17 hypervisor
+ * has no shadow paging, and libxc would find out only after the stream has
+ * started (its "Failed to enable logdirty: 95,22,0").  The hypervisor says
+ * whether it was built with shadow paging (XEN_SYSCTL_PHYSCAP_shadow is set
+ * iff CONFIG_SHADOW_PAGING); then log-dirty mode is switched on and off
+ * once, as xc_domain_save would switch it on, which also finds what the
+ * build flag cannot (a guest whose memory is shared with an IOMMU, a save
+ * of it already running).  A mode we did not switch on is never switched
+ * off.
+ */
+int cp_probe(struct cp_state *cp)
+{
+    xc_physinfo_t pi;
+    int e;
+
+    if (!cp->opened) {
+        set_error(cp, 0, "checkpoint state not opened");
+        return -1;
+    }
+    if (cp->probed == CP_PROBE_OK)
+        return 0;
+    memset(&pi, 0, sizeof(pi));
+    if (cp->guest == CP_GUEST_PV && xc_physinfo(cp->xch, &pi) == 0 &&
+        !(pi.capabilities & XEN_SYSCTL_PHYSCAP_shadow)) {
+        no_shadow_error(cp);
+        return -1;
+    }
+    if (xc_shadow_control(cp->xch, cp->domid,
+                          XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0) < 0) {
+        e = errno;
+        if (cp->guest == CP_GUEST_PV && (e == EOPNOTSUPP || e == ENOSYS))
+            no_shadow_error(cp);
+        else if (e == EINVAL && cp->guest == CP_GUEST_PV)
+            set_error(cp, e, "cannot checkpoint PV domain %u: the hypervisor "
+                      "refused to track its dirty memory (log-dirty mode: "
+                      "%s): a save, migration or Remus of it may be running "
+                      "already; otherwise this hypervisor lacks shadow "
+                      "paging (CONFIG_SHADOW_PAGING): " NO_SHADOW_ADVICE,
+                      cp->domid, strerror(e));
+        else if (e == EINVAL)
+            set_error(cp, e, "cannot checkpoint PVH domain %u: the hypervisor "
+                      "refused to track its dirty memory (log-dirty mode: "
+                      "%s): a save, migration or Remus of it may be running "
+                      "already, or it has passed-through devices",
+                      cp->domid, strerror(e));
+        else
+            set_error(cp, e, "could not switch on log-dirty mode for domain "
+                      "%u", cp->domid);
+        return -1;
+    }
+    if (xc_shadow_control(cp->xch, cp->domid, XEN_DOMCTL_SHADOW_OP_OFF,
+                          NULL, 0) < 0) {
+        set_error(cp, errno, "could not switch log-dirty mode of domain %u "
+                  "off again after probing it", cp->domid);
+        return -1;
+    }
+    cp->probed = CP_PROBE_OK;
+    return 0;
 }
 
 int cp_open(struct cp_state *cp, uint32_t domid)
@@ -720,10 +833,9 @@ int cp_open(struct cp_state *cp, uint32_t domid)
         set_error(cp, ESRCH, "domain %u does not exist", domid);
         goto fail;
     }
-    if (info.hvm) {
-        refuse_hvm(cp);
+    if (info.hvm && check_hvm_container(cp, &info))
         goto fail;
-    }
+    cp->guest = info.hvm ? CP_GUEST_PVH : CP_GUEST_PV;
     snprintf(cp->token, sizeof(cp->token), "%u", domid);
     if (!xs_watch(cp->xsh, "@releaseDomain", cp->token)) {
         set_error(cp, errno, "could not bind to shutdown watch");
@@ -732,6 +844,10 @@ int cp_open(struct cp_state *cp, uint32_t domid)
     cp->watching = 1;
     consume_initial_watch(cp);
 
+    /* As libxl does for PV and PVH guests alike: the guest's suspend event
+     * channel when it offers one, else its xenstore control/shutdown node
+     * (a Linux 6.1 guest offers none: that is its normal path, said once
+     * here and not again per checkpoint). */
     port = xs_suspend_evtchn_port((int)domid);
     if (port >= 0)
         cp->local_port = xc_suspend_evtchn_init_exclusive(
@@ -739,9 +855,13 @@ int cp_open(struct cp_state *cp, uint32_t domid)
     if (cp->local_port >= 0)
         fprintf(stderr, "bound to suspend event channel %u:%d as %d\n",
                 domid, port, cp->local_port);
+    else if (port >= 0)
+        fprintf(stderr, "WARNING: could not bind suspend event channel "
+                "%u:%d, suspending domain %u through xenstore instead\n",
+                domid, port, domid);
     else
-        fprintf(stderr, "WARNING: suspend event channel unavailable, "
-                "falling back to slow xenstore signalling\n");
+        fprintf(stderr, "domain %u has no suspend event channel: suspending "
+                "it through xenstore (control/shutdown)\n", domid);
     cp->opened = 1;
     return 0;
  fail:
@@ -772,4 +892,6 @@ void cp_close(struct cp_state *cp)
     cp->opened = 0;
     cp->suspended = 0;
     cp->domid = 0;
+    cp->guest = CP_GUEST_NONE;
+    cp->probed = CP_PROBE_NOT_RUN;
 }

@@ -35,6 +35,14 @@ struct cp_hooks {
 
 enum cp_stop { CP_RUNNING, CP_STOPPED, CP_FAILED, CP_RAISED };
 
+/* What open() found: a PV guest, or an HVM container without emulated
+ * platform devices (PVH).  HVM guests with a device model are refused. */
+enum cp_guest { CP_GUEST_NONE, CP_GUEST_PV, CP_GUEST_PVH };
+
+/* The log-dirty probe: not run yet, passed (the guest can be
+ * checkpointed on this hypervisor). */
+enum cp_probe { CP_PROBE_NOT_RUN, CP_PROBE_OK };
+
 struct cp_state;
 struct cp_logger {
     xentoollog_logger vtable;           /* first: libxc sees only this */
@@ -48,6 +56,8 @@ struct cp_state {
     struct cp_logger logger;
     uint32_t domid;
     int opened;
+    enum cp_guest guest;
+    enum cp_probe probed;
     int local_port;                     /* suspend evtchn, -1: xenstore */
     int lockfd;
     int watching;
@@ -86,6 +96,17 @@ void cp_clear_error(struct cp_state *cp);
 
 int cp_open(struct cp_state *cp, uint32_t domid);
 void cp_close(struct cp_state *cp);
+/* "pv", "pvh", or NULL when not open. */
+const char *cp_guest_name(const struct cp_state *cp);
+/* "evtchn", "xenstore", or NULL when not open. */
+const char *cp_suspend_path(const struct cp_state *cp);
+/* Can this guest be checkpointed on this hypervisor?  Asks for the
+ * hypervisor's build capabilities, then switches the guest's log-dirty
+ * mode on and off again (never off when someone else had switched it on);
+ * touches nothing else, the guest keeps running.  Runs once per open():
+ * cp_save() calls it too.  0, or -1 with the error set (EOPNOTSUPP: the
+ * hypervisor cannot track a PV guest's dirty pages: no shadow paging). */
+int cp_probe(struct cp_state *cp);
 /* Resume the guest if it is suspended (by us, or as Xen says). */
 int cp_ensure_running(struct cp_state *cp);
 /* xc_domain_save in Remus mode; returns 0 or -1 with the error set.  On

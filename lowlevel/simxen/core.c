@@ -41,7 +41,8 @@ static uint64_t *versions, *dirty, *recorded;
 static int recorded_valid;
 static uint64_t last_ns, rng, seq_cursor;
 static double carry;
-static int runlog_fd = -1, versions_fd = -1, cplog_fd = -1;
+static int runlog_fd = -1, versions_fd = -1, cplog_fd = -1, ldlog_fd = -1;
+static int logdirty;
 
 static struct node nodes[MAX_NODES];
 static struct simxen_evtchn_sink *evtchn_sinks;
@@ -103,7 +104,7 @@ static const struct word suspend_words[] = {
     { "evtchn", 1 }, { "xenstore", 0 }, { NULL, 0 } };
 static const struct word type_words[] = {
     { "pv", SIMXEN_PV }, { "hvm", SIMXEN_HVM }, { "pvhvm", SIMXEN_PVHVM },
-    { NULL, 0 } };
+    { "pvh", SIMXEN_PVH }, { NULL, 0 } };
 static const struct word fault_words[] = {
     { "open", SIMXEN_FAULT_OPEN }, { "suspend", SIMXEN_FAULT_SUSPEND },
     { "write", SIMXEN_FAULT_WRITE }, { "resume", SIMXEN_FAULT_RESUME },
@@ -179,11 +180,16 @@ static int parse_config(void)
     if (s && strlen(s) >= sizeof(cfg.state_dir) - 64)
         return bad_env("SIMXEN_STATE_DIR", s, "path too long");
     snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", s ? s : "");
-    if (env_word("SIMXEN_SUSPEND", suspend_words, 1, &cfg.suspend_evtchn))
-        return -1;
     if (env_word("SIMXEN_TYPE", type_words, SIMXEN_PV, &w))
         return -1;
     cfg.type = w;
+    /* A PVH guest offers no suspend event channel unless told to. */
+    if (env_word("SIMXEN_SUSPEND", suspend_words, cfg.type != SIMXEN_PVH,
+                 &cfg.suspend_evtchn))
+        return -1;
+    if (env_u64("SIMXEN_NO_SHADOW", 0, 0, 1, &v))
+        return -1;
+    cfg.shadow_paging = !v;
     return parse_faults();
 }
 
@@ -240,7 +246,7 @@ static void write_domain_json(void)
 {
     static const char *const pattern_names[] = {
         "random", "sequential", "hotspot" };
-    static const char *const type_names[] = { "pv", "hvm", "pvhvm" };
+    static const char *const type_names[] = { "pv", "hvm", "pvhvm", "pvh" };
     char path[1100], tmp[1100];
     FILE *f;
 
@@ -257,11 +263,14 @@ static void write_domain_json(void)
     fprintf(f, ", \"pages\": %llu, \"page_size\": %u, \"vcpus\": %u, "
             "\"type\": \"%s\", \"dirty_rate\": %.17g, \"dirty_pattern\": "
             "\"%s\", \"seed\": %llu, \"suspend\": \"%s\", \"pid\": %d, "
+            "\"device_model\": %s, \"shadow_paging\": %s, "
             "\"contract\": \"simpage-v1\"}\n",
             (unsigned long long)cfg.pages, SIMXEN_PAGE_SIZE, cfg.vcpus,
             type_names[cfg.type], cfg.dirty_rate, pattern_names[cfg.pattern],
             (unsigned long long)cfg.seed,
-            cfg.suspend_evtchn ? "evtchn" : "xenstore", (int)getpid());
+            cfg.suspend_evtchn ? "evtchn" : "xenstore", (int)getpid(),
+            simxen_has_device_model() ? "true" : "false",
+            cfg.shadow_paging ? "true" : "false");
     if (fclose(f) == 0)
         rename(tmp, path);
 }
@@ -324,6 +333,12 @@ static void init_xenstore(void)
         snprintf(value, sizeof(value), "%d", SIMXEN_SUSPEND_REMOTE_PORT);
         simxen_xs_set(path, value);
     }
+    if (simxen_has_device_model()) {
+        /* What libxl's device-model spawn leaves (DEVICE_MODEL_XS_PATH). */
+        snprintf(path, sizeof(path), "/local/domain/0/device-model/%u/state",
+                 cfg.domid);
+        simxen_xs_set(path, "running");
+    }
     simxen_xs_set("/local/domain/0/name", "Domain-0");
 }
 
@@ -340,7 +355,7 @@ static void do_init(void)
 
     if (!enable || strcmp(enable, "1")) {
         fprintf(stderr, "simxen: these are simulated Xen libraries; refusing "
-                "to run without SIMXEN_ENABLE=1 (see xen_remus_compat.simxen)\n");
+                "to run without SIMXEN_ENABLE=1 (see xen_remus_compat.sim.simxen)\n");
         init_errno = ENODEV;
         return;
     }
@@ -375,6 +390,7 @@ static void do_init(void)
         runlog_fd = open_log(path, sizeof(path), "runstate.log");
         versions_fd = open_log(path, sizeof(path), "versions.log");
         cplog_fd = open_log(path, sizeof(path), "checkpoints.log");
+        ldlog_fd = open_log(path, sizeof(path), "logdirty.log");
     }
     log_runstate("running");
 }
@@ -417,6 +433,117 @@ int simxen_fault(enum simxen_fault kind, uint64_t n)
     return 0;
 }
 
+/* ------------------------------------------------------ HVM, log-dirty */
+
+int simxen_is_hvm_container(void)
+{
+    return cfg.type != SIMXEN_PV;
+}
+
+int simxen_has_device_model(void)
+{
+    return cfg.type == SIMXEN_HVM || cfg.type == SIMXEN_PVHVM;
+}
+
+/* HVM_PARAM_* indexes (xen/hvm/params.h), the ones libxenguest sets up
+ * for an HVM container and xc_domain_save sends. */
+enum {
+    P_CALLBACK_IRQ = 0, P_STORE_PFN = 1, P_IOREQ_PFN = 5,
+    P_BUFIOREQ_PFN = 6, P_IDENT_PT = 12, P_CONSOLE_PFN = 17,
+    P_PAGING_RING_PFN = 27, P_MONITOR_RING_PFN = 28,
+    P_SHARING_RING_PFN = 29, P_IOREQ_SERVER_PFN = 32,
+    P_NR_IOREQ_SERVER_PAGES = 33,
+};
+/* libxenguest's SPECIALPAGE_* order. */
+enum { SP_PAGING, SP_ACCESS, SP_SHARING, SP_BUFIOREQ, SP_XENSTORE, SP_IOREQ,
+       SP_IDENT_PT, SP_CONSOLE };
+
+static uint64_t special_pfn(unsigned int which)
+{
+    uint64_t n = cfg.pages < SIMXEN_SPECIAL_PAGES ? cfg.pages
+                                                  : SIMXEN_SPECIAL_PAGES;
+
+    return cfg.pages - n + which % n;
+}
+
+int simxen_hvm_param(uint32_t index, uint64_t *value)
+{
+    if (!simxen_is_hvm_container()) {
+        errno = EINVAL;
+        return -1;
+    }
+    switch (index) {
+    case P_CALLBACK_IRQ:
+        /* A vector callback (type 2 in bits 63:56): Linux sets one up as a
+         * PVH guest and as a PV-on-HVM one; a plain HVM guest has none. */
+        *value = cfg.type == SIMXEN_HVM ? 0 : ((uint64_t)2 << 56) | 0xf3;
+        break;
+    case P_STORE_PFN: *value = special_pfn(SP_XENSTORE); break;
+    case P_IOREQ_PFN: *value = special_pfn(SP_IOREQ); break;
+    case P_BUFIOREQ_PFN: *value = special_pfn(SP_BUFIOREQ); break;
+    case P_IDENT_PT: *value = special_pfn(SP_IDENT_PT) << 12; break;
+    case P_CONSOLE_PFN: *value = special_pfn(SP_CONSOLE); break;
+    case P_PAGING_RING_PFN: *value = special_pfn(SP_PAGING); break;
+    case P_MONITOR_RING_PFN: *value = special_pfn(SP_ACCESS); break;
+    case P_SHARING_RING_PFN: *value = special_pfn(SP_SHARING); break;
+    /* Extra ioreq server pages: only with a device model. */
+    case P_IOREQ_SERVER_PFN:
+        *value = simxen_has_device_model() && cfg.pages > 2 * SIMXEN_SPECIAL_PAGES
+            ? cfg.pages - 2 * SIMXEN_SPECIAL_PAGES : 0;
+        break;
+    case P_NR_IOREQ_SERVER_PAGES:
+        *value = simxen_has_device_model() ? SIMXEN_SPECIAL_PAGES : 0;
+        break;
+    default:
+        *value = 0;
+        break;
+    }
+    return 0;
+}
+
+/* logdirty.log: "REALTIME on|off|refused-on|refused-off ERRNO" per call. */
+static void log_logdirty(const char *what, int err)
+{
+    struct timespec rt;
+    char line[96];
+    int n;
+
+    if (ldlog_fd < 0)
+        return;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    n = snprintf(line, sizeof(line), "%lld.%06ld %s %d\n",
+                 (long long)rt.tv_sec, rt.tv_nsec / 1000, what, err);
+    if (write(ldlog_fd, line, n) != n)
+        fprintf(stderr, "simxen: logdirty.log: %s\n", strerror(errno));
+}
+
+int simxen_logdirty(int enable)
+{
+    int err = 0;
+
+    if (destroyed)
+        err = ESRCH;
+    else if (cfg.type == SIMXEN_PV && !cfg.shadow_paging)
+        /* Xen without CONFIG_SHADOW_PAGING: a PV domain has no log-dirty
+         * ops (enable: EOPNOTSUPP), and no shadow mode to switch off. */
+        err = enable ? EOPNOTSUPP : EINVAL;
+    else if (enable && logdirty)
+        err = EINVAL;                   /* paging_log_dirty_enable() */
+    if (err) {
+        log_logdirty(enable ? "refused-on" : "refused-off", err);
+        errno = err;
+        return -1;
+    }
+    logdirty = enable;
+    log_logdirty(enable ? "on" : "off", 0);
+    return 0;
+}
+
+int simxen_logdirty_enabled(void)
+{
+    return logdirty;
+}
+
 /* ---------------------------------------------------------------- guest */
 
 uint64_t simxen_now_ns(void)
@@ -440,6 +567,7 @@ int simxen_destroy(uint32_t domid)
     }
     destroyed = 1;
     suspended = 0;
+    logdirty = 0;
     log_runstate("destroyed");
     simxen_xs_fire("@releaseDomain");
     return 0;

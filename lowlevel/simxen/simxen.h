@@ -1,7 +1,8 @@
 /*
  * simxen: a simulated Xen for hosts without a hypervisor.
  *
- * One simulated x86 PV domain lives inside the process that loads the
+ * One simulated x86 domain (PV, PVH, or HVM with a device model) lives
+ * inside the process that loads the
  * stand-in libraries (libxenctrl, libxenguest, libxenstore, libxenevtchn,
  * each with its real SONAME and symbol version).  This header is the
  * interface between those stand-ins and the shared core (libsimxen.so.0).
@@ -29,7 +30,11 @@
 /* The guest's end of the suspend event channel (xenstore device/suspend). */
 #define SIMXEN_SUSPEND_REMOTE_PORT 7
 
-enum simxen_type { SIMXEN_PV, SIMXEN_HVM, SIMXEN_PVHVM };
+/* pv: x86 PV.  hvm, pvhvm: HVM containers emulating the whole PC platform,
+ * with a device model (pvhvm: with PV drivers).  pvh: an HVM container
+ * emulating only the local APIC, no device model, no suspend event channel
+ * by default (a Linux 6.1 PVH guest offers none). */
+enum simxen_type { SIMXEN_PV, SIMXEN_HVM, SIMXEN_PVHVM, SIMXEN_PVH };
 enum simxen_pattern { SIMXEN_RANDOM, SIMXEN_SEQUENTIAL, SIMXEN_HOTSPOT };
 enum simxen_fault {
     SIMXEN_FAULT_OPEN,      /* xc_interface_open fails (EACCES)            */
@@ -50,7 +55,15 @@ struct simxen_config {
     char state_dir[1024];           /* "" = record nothing */
     int suspend_evtchn;             /* 1: offer the suspend event channel */
     enum simxen_type type;
+    int shadow_paging;              /* 0: the hypervisor has no shadow
+                                     * paging (SIMXEN_NO_SHADOW=1): PV
+                                     * log-dirty mode fails, as on Debian's
+                                     * stock 4.17 hypervisor */
 };
+
+/* The simulated HVM container's special pages (the last 8 pages of its
+ * memory, in the order of libxenguest's SPECIALPAGE_* indexes). */
+#define SIMXEN_SPECIAL_PAGES 8u
 
 /* What the stand-in libraries see of xc_interface. */
 struct xc_interface_core {
@@ -69,6 +82,21 @@ void simxen_unlock(void);
 
 /* Fault injection: is there a fault of @kind for @n?  Consumed once. */
 int simxen_fault(enum simxen_fault kind, uint64_t n);
+
+/* Is the guest an HVM container (hvm, pvhvm, pvh)?  Has it a device model
+ * (hvm, pvhvm)?  Lock not needed. */
+int simxen_is_hvm_container(void);
+int simxen_has_device_model(void);
+/* The guest's HVM parameter @index (0 when unset); -1 + EINVAL for a PV
+ * guest.  Lock not needed. */
+int simxen_hvm_param(uint32_t index, uint64_t *value);
+
+/* Log-dirty mode (XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY / _OFF) as the
+ * hypervisor answers it: a PV guest needs shadow paging (EOPNOTSUPP to
+ * enable, EINVAL to switch off without it); enabling it twice is EINVAL.
+ * 0 or -1 + errno; recorded in logdirty.log.  Call with the lock held. */
+int simxen_logdirty(int enable);
+int simxen_logdirty_enabled(void);
 
 /* Domain model (call with the lock held unless stated). */
 int simxen_domain_exists(uint32_t domid);

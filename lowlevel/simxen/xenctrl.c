@@ -1,6 +1,7 @@
 /*
  * simxen stand-in for libxenctrl.so.4.17: the control calls the checkpoint
- * trampoline makes (interface, domain info, shutdown, HVM params).
+ * trampoline makes (interface, domain info, shutdown, HVM params, physinfo,
+ * log-dirty mode).
  */
 #define _GNU_SOURCE
 #define __XEN_TOOLS__ 1
@@ -62,6 +63,11 @@ static void fill_info(uint32_t domid, xc_dominfo_t *info)
     info->running = !down;
     info->hvm = is_guest && c->type != SIMXEN_PV;
     info->hap = info->hvm;
+    /* What libxl asks Xen to emulate: nothing for PV, the local APIC for
+     * PVH, the whole PC platform for HVM (libxl_x86.c). */
+    if (info->hvm)
+        info->arch_config.emulation_flags = c->type == SIMXEN_PVH
+            ? XEN_X86_EMU_LAPIC : (XEN_X86_EMU_ALL & ~XEN_X86_EMU_VPCI);
     info->xenstore = 1;
     info->nr_pages = pages;
     info->max_memkb = pages * (SIMXEN_PAGE_SIZE / 1024);
@@ -131,13 +137,59 @@ int xc_hvm_param_get(xc_interface *handle, uint32_t dom, uint32_t param,
         errno = ESRCH;
         return -1;
     }
-    if (c->type == SIMXEN_PV) {
-        errno = EINVAL;
+    return simxen_hvm_param(param, value);
+}
+
+/* The simulated host: 2 CPUs, 1 GiB, PV and HVM with HAP; shadow paging
+ * unless SIMXEN_NO_SHADOW=1 (Xen sets XEN_SYSCTL_PHYSCAP_shadow iff it was
+ * built with CONFIG_SHADOW_PAGING). */
+int xc_physinfo(xc_interface *xch, xc_physinfo_t *info)
+{
+    if (!xch || xch->magic != SIMXEN_XCH_MAGIC) {
+        errno = EBADF;
         return -1;
     }
-    /* HVM_PARAM_CALLBACK_IRQ (0): a PV-on-HVM guest has set up a vector
-     * callback (type 2 in bits 63:56). */
-    *value = (param == 0 && c->type == SIMXEN_PVHVM)
-        ? ((uint64_t)2 << 56) | 0xf3 : 0;
+    memset(info, 0, sizeof(*info));
+    info->threads_per_core = 1;
+    info->cores_per_socket = 2;
+    info->nr_cpus = 2;
+    info->max_cpu_id = 1;
+    info->nr_nodes = 1;
+    info->cpu_khz = 2400000;
+    info->capabilities = XEN_SYSCTL_PHYSCAP_hvm | XEN_SYSCTL_PHYSCAP_pv |
+        XEN_SYSCTL_PHYSCAP_hap |
+        (simxen_config()->shadow_paging ? XEN_SYSCTL_PHYSCAP_shadow : 0);
+    info->total_pages = 262144;
+    info->free_pages = 131072;
+    info->max_mfn = 262143;
     return 0;
+}
+
+/* Log-dirty mode on and off; other shadow ops are not simulated. */
+int xc_shadow_control(xc_interface *xch, uint32_t domid, unsigned int sop,
+                      unsigned int *mb, unsigned int mode)
+{
+    int rc;
+
+    (void)mode;
+    if (!xch || xch->magic != SIMXEN_XCH_MAGIC) {
+        errno = EBADF;
+        return -1;
+    }
+    simxen_lock();
+    if (domid != simxen_config()->domid || !simxen_domain_exists(domid)) {
+        errno = ESRCH;
+        rc = -1;
+    } else if (sop == XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY) {
+        rc = simxen_logdirty(1);
+    } else if (sop == XEN_DOMCTL_SHADOW_OP_OFF) {
+        rc = simxen_logdirty(0);
+    } else {
+        errno = EINVAL;
+        rc = -1;
+    }
+    simxen_unlock();
+    if (rc == 0 && mb)
+        *mb = 0;
+    return rc;
 }

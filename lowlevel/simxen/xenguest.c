@@ -1,14 +1,28 @@
 /*
  * simxen stand-in for libxenguest.so.4.17: resume, the suspend event
- * channel helpers, and xc_domain_save writing a libxc v3 x86 PV stream
+ * channel helpers, and xc_domain_save writing a libxc v3 stream
  * (docs/specs/libxc-migration-stream.pandoc, revision 3) of the simulated
- * guest, calling the save callbacks in the order libxenguest 4.17 does:
+ * guest, calling the save callbacks in the order libxenguest 4.17 does.
+ * x86 PV guest:
  *
  *   headers, X86_PV_INFO, X86_CPUID_POLICY, X86_MSR_POLICY,
  *   STATIC_DATA_END, X86_PV_P2M_FRAMES, then per epoch:
  *   [live pre-copy rounds, first epoch only] suspend() PAGE_DATA*
  *   X86_TSC_INFO SHARED_INFO (per vcpu BASIC EXTENDED XSAVE MSRS)
  *   CHECKPOINT postcopy() checkpoint()     (XC_STREAM_REMUS)
+ *
+ * HVM container (PVH, or HVM whose device model state libxl would add):
+ * domain type x86 HVM, switch_qemu_logdirty(1) first,
+ *
+ *   headers, X86_CPUID_POLICY, X86_MSR_POLICY, STATIC_DATA_END, then per
+ *   epoch: [live rounds] suspend() PAGE_DATA* X86_TSC_INFO HVM_CONTEXT
+ *   HVM_PARAMS CHECKPOINT postcopy() checkpoint()
+ *
+ * (4.17 writes HVM_CONTEXT before HVM_PARAMS, whatever the spec's layout
+ * section says.)  Log-dirty mode is switched on before the first memory
+ * pass, as libxc does (failing as it does when the hypervisor cannot:
+ * "Failed to enable logdirty: 95,22,0" for PV without shadow paging, after
+ * the headers are out), and off when the save ends.
  *
  * Everything is written straight to the fd (no output buffer), so the
  * stream is complete on the fd before postcopy() and checkpoint() run.
@@ -30,6 +44,8 @@
 #include <xenevtchn.h>
 #include <xenguest.h>
 #include <xen/domctl.h>
+#include <xen/hvm/params.h>
+#include <xen/hvm/save.h>
 
 #include "simxen.h"
 
@@ -42,6 +58,7 @@ enum {
     REC_X86_PV_P2M_FRAMES = 0x03, REC_X86_PV_VCPU_BASIC = 0x04,
     REC_X86_PV_VCPU_EXTENDED = 0x05, REC_X86_PV_VCPU_XSAVE = 0x06,
     REC_SHARED_INFO = 0x07, REC_X86_TSC_INFO = 0x08,
+    REC_HVM_CONTEXT = 0x09, REC_HVM_PARAMS = 0x0a,
     REC_X86_PV_VCPU_MSRS = 0x0c, REC_CHECKPOINT = 0x0e,
     REC_STATIC_DATA_END = 0x10, REC_X86_CPUID_POLICY = 0x11,
     REC_X86_MSR_POLICY = 0x12,
@@ -60,6 +77,8 @@ struct save {
     struct save_callbacks *cb;
     xc_stream_type_t type;
     int live;
+    int hvm;                        /* x86 HVM stream (PVH, HVM) */
+    int qemu_logdirty;              /* switch_qemu_logdirty(1) succeeded */
     uint64_t save_no;
     uint64_t epoch;                 /* 1-based; the one being sent */
     uint64_t sent;                  /* pages sent in this epoch */
@@ -144,6 +163,8 @@ static int write_headers(struct save *s)
     };
     struct iovec iov[2] = { { &ihdr, sizeof(ihdr) }, { &dhdr, sizeof(dhdr) } };
 
+    if (s->hvm)
+        dhdr.type = 2;                  /* x86 HVM */
     if (fault_write(s) || writev_all(s->fd, iov, 2)) {
         simxen_log(s->lg, XTL_ERROR, errno,
                    "Unable to write Image Header to stream");
@@ -165,7 +186,8 @@ static int write_static_data(struct save *s)
         { 0xce /* MSR_INTEL_PLATFORM_INFO */, 0, 0 },
     };
 
-    return record(s, REC_X86_PV_INFO, pv_info, sizeof(pv_info), 0, 0, 0, 0) ||
+    return (!s->hvm && record(s, REC_X86_PV_INFO, pv_info, sizeof(pv_info),
+                              0, 0, 0, 0)) ||
         record(s, REC_X86_CPUID_POLICY, cpuid, sizeof(cpuid), 0, 0, 0, 0) ||
         record(s, REC_X86_MSR_POLICY, msrs, sizeof(msrs), 0, 0, 0, 0) ||
         record(s, REC_STATIC_DATA_END, 0, 0, 0, 0, 0, 0) ? -1 : 0;
@@ -316,6 +338,112 @@ static int suspend_and_send_dirty(struct save *s, int everything)
     return send_pages(s);
 }
 
+/* HVM_PARAMS: the parameters libxenguest 4.17 saves, in its order, those
+ * that are set. */
+static int write_hvm_params(struct save *s)
+{
+    static const uint32_t params[] = {
+        HVM_PARAM_STORE_PFN, HVM_PARAM_IOREQ_PFN, HVM_PARAM_BUFIOREQ_PFN,
+        HVM_PARAM_PAGING_RING_PFN, HVM_PARAM_MONITOR_RING_PFN,
+        HVM_PARAM_SHARING_RING_PFN, HVM_PARAM_VM86_TSS_SIZED,
+        HVM_PARAM_CONSOLE_PFN, HVM_PARAM_ACPI_IOPORTS_LOCATION,
+        HVM_PARAM_VIRIDIAN, HVM_PARAM_IDENT_PT,
+        HVM_PARAM_VM_GENERATION_ID_ADDR, HVM_PARAM_IOREQ_SERVER_PFN,
+        HVM_PARAM_NR_IOREQ_SERVER_PAGES, HVM_PARAM_X87_FIP_WIDTH,
+        HVM_PARAM_MCA_CAP,
+    };
+    struct { uint64_t index, value; } entries[sizeof(params) /
+                                              sizeof(params[0])];
+    uint32_t hdr[2] = { 0, 0 };             /* count, reserved */
+    unsigned int i;
+
+    for (i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        uint64_t value = 0;
+
+        if (xc_hvm_param_get(s->xch, s->cfg->domid, params[i], &value)) {
+            simxen_log(s->lg, XTL_ERROR, errno,
+                       "Failed to get HVMPARAM at index %u", params[i]);
+            return -1;
+        }
+        if (value) {
+            entries[hdr[0]].index = params[i];
+            entries[hdr[0]].value = value;
+            hdr[0]++;
+        }
+    }
+    if (!hdr[0])
+        return 0;
+    return record(s, REC_HVM_PARAMS, hdr, sizeof(hdr), entries,
+                  hdr[0] * sizeof(entries[0]), 0, 0);
+}
+
+/* HVM_CONTEXT: what XEN_DOMCTL_gethvmcontext returns for an HVM container
+ * with an emulated local APIC only (a PVH guest): the save header, then
+ * per vcpu its CPU, LAPIC, LAPIC_REGS and MTRR state, then END; each
+ * behind a (typecode, instance, length) descriptor. */
+struct ctx_buf {
+    uint8_t *data;
+    size_t len;
+};
+
+static void ctx_add(struct ctx_buf *b, uint16_t code, uint16_t instance,
+                    const void *body, uint32_t len)
+{
+    struct hvm_save_descriptor d = { code, instance, len };
+
+    memcpy(b->data + b->len, &d, sizeof(d));
+    b->len += sizeof(d);
+    if (len)
+        memcpy(b->data + b->len, body, len);
+    b->len += len;
+}
+
+static int write_hvm_context(struct save *s)
+{
+    size_t per_vcpu = 4 * sizeof(struct hvm_save_descriptor) +
+        HVM_SAVE_LENGTH(CPU) + HVM_SAVE_LENGTH(LAPIC) +
+        HVM_SAVE_LENGTH(LAPIC_REGS) + HVM_SAVE_LENGTH(MTRR);
+    struct ctx_buf b = { NULL, 0 };
+    struct hvm_save_header h = {
+        .magic = HVM_FILE_MAGIC, .version = HVM_FILE_VERSION,
+        .cpuid = 0x000906ea, .gtsc_khz = 2400000,
+    };
+    struct hvm_hw_cpu cpu;
+    struct hvm_hw_lapic lapic;
+    struct hvm_hw_lapic_regs regs;
+    struct hvm_hw_mtrr mtrr;
+    unsigned int v;
+    int rc;
+
+    b.data = malloc(2 * sizeof(struct hvm_save_descriptor) +
+                    HVM_SAVE_LENGTH(HEADER) + s->cfg->vcpus * per_vcpu);
+    if (!b.data)
+        return -1;
+    ctx_add(&b, HVM_SAVE_CODE(HEADER), 0, &h, sizeof(h));
+    for (v = 0; v < s->cfg->vcpus; v++) {
+        memset(&cpu, 0, sizeof(cpu));
+        cpu.cr0 = 0x80050033;               /* PG WP NE ET MP PE */
+        cpu.cr4 = 0x003706f0;
+        cpu.msr_efer = 0xd01;               /* NXE LMA LME SCE */
+        cpu.rip = 0xffffffff81000000ull + s->epoch;
+        cpu.tsc = simxen_now_ns() - s->start_ns;
+        memset(&lapic, 0, sizeof(lapic));
+        lapic.apic_base_msr = 0xfee00000 | (v ? 0 : 0x100) | 0x800;
+        memset(&regs, 0, sizeof(regs));
+        regs.data[0x20] = (uint8_t)v;       /* APIC ID register */
+        memset(&mtrr, 0, sizeof(mtrr));
+        mtrr.msr_mtrr_def_type = 0xc06;     /* enabled, write-back */
+        ctx_add(&b, HVM_SAVE_CODE(CPU), v, &cpu, sizeof(cpu));
+        ctx_add(&b, HVM_SAVE_CODE(LAPIC), v, &lapic, sizeof(lapic));
+        ctx_add(&b, HVM_SAVE_CODE(LAPIC_REGS), v, &regs, sizeof(regs));
+        ctx_add(&b, HVM_SAVE_CODE(MTRR), v, &mtrr, sizeof(mtrr));
+    }
+    ctx_add(&b, HVM_SAVE_CODE(END), 0, NULL, 0);
+    rc = record(s, REC_HVM_CONTEXT, b.data, b.len, 0, 0, 0, 0);
+    free(b.data);
+    return rc;
+}
+
 static int end_of_checkpoint(struct save *s)
 {
     struct {
@@ -326,6 +454,9 @@ static int end_of_checkpoint(struct save *s)
               (uint32_t)s->epoch, 0 };
     unsigned int v;
 
+    if (s->hvm)
+        return record(s, REC_X86_TSC_INFO, &tsc, sizeof(tsc), 0, 0, 0, 0) ||
+            write_hvm_context(s) || write_hvm_params(s) ? -1 : 0;
     if (record(s, REC_X86_TSC_INFO, &tsc, sizeof(tsc), 0, 0, 0, 0) ||
         record(s, REC_SHARED_INFO, zeros, SIMXEN_PAGE_SIZE, 0, 0, 0, 0))
         return -1;
@@ -352,16 +483,41 @@ static int end_of_checkpoint(struct save *s)
     return 0;
 }
 
+/* libxc's juggling (needed when qemu tracks VRAM): on; else off and on. */
+static int enable_logdirty(struct save *s)
+{
+    int on1 = 0, off = 0, on2 = 0, rc;
+
+    simxen_lock();
+    rc = simxen_logdirty(1);
+    if (rc) {
+        on1 = errno;
+        rc = simxen_logdirty(0);
+        if (rc)
+            off = errno;
+        else if ((rc = simxen_logdirty(1)))
+            on2 = errno;
+    }
+    simxen_unlock();
+    if (rc)
+        simxen_log(s->lg, XTL_ERROR, errno,
+                   "Failed to enable logdirty: %d,%d,%d", on1, off, on2);
+    return rc;
+}
+
 static int save_loop(struct save *s)
 {
     int rc;
 
-    if (write_headers(s) || write_static_data(s) || write_p2m_frames(s))
+    if (write_headers(s) || write_static_data(s) ||
+        (!s->hvm && write_p2m_frames(s)))
         return -1;
     for (;;) {
         int first = s->epoch == 1;
 
         s->sent = 0;
+        if (first && enable_logdirty(s))
+            return -1;
         if (s->live && first)
             rc = send_memory_live(s) || suspend_and_send_dirty(s, 0);
         else
@@ -412,13 +568,8 @@ int xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom, uint32_t flags,
         errno = ESRCH;
         return -1;
     }
-    if (info.hvm) {
-        simxen_log(xch->logger, XTL_ERROR, EOPNOTSUPP,
-                   "simxen simulates x86 PV domains only");
-        errno = EOPNOTSUPP;
-        return -1;
-    }
     if (!callbacks || !callbacks->suspend ||
+        (info.hvm && !callbacks->switch_qemu_logdirty) ||
         (stream_type == XC_STREAM_REMUS &&
          (!callbacks->postcopy || !callbacks->checkpoint)) ||
         (stream_type != XC_STREAM_REMUS && stream_type != XC_STREAM_PLAIN)) {
@@ -441,6 +592,7 @@ int xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom, uint32_t flags,
     s->cb = callbacks;
     s->type = stream_type;
     s->live = !!(flags & XCFLAGS_LIVE);
+    s->hvm = info.hvm;
     s->epoch = 1;
     s->start_ns = simxen_now_ns();
     s->bitmap = calloc((s->cfg->pages + 63) / 64, sizeof(uint64_t));
@@ -451,12 +603,34 @@ int xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom, uint32_t flags,
     simxen_lock();
     s->save_no = simxen_new_save();
     simxen_unlock();
-    simxen_log(s->lg, XTL_INFO, -1, "Saving domain %u, type x86 PV", dom);
+    simxen_log(s->lg, XTL_INFO, -1, "Saving domain %u, type x86 %s", dom,
+               s->hvm ? "HVM" : "PV");
 
+    if (s->hvm) {
+        /* x86_hvm_setup(): qemu's log-dirty tracking, before anything is
+         * written. */
+        if (callbacks->switch_qemu_logdirty(dom, 1, callbacks->data)) {
+            simxen_log(s->lg, XTL_ERROR, errno,
+                       "Couldn't enable qemu log-dirty mode");
+            rc = -1;
+            goto out;
+        }
+        s->qemu_logdirty = 1;
+    }
     rc = save_loop(s);
+ out:
     saved_errno = errno;
     if (rc)
         simxen_log(s->lg, XTL_ERROR, saved_errno, "Save failed");
+    /* cleanup(): log-dirty off whatever happened, as libxc does. */
+    simxen_lock();
+    if (simxen_logdirty_enabled())
+        simxen_logdirty(0);
+    simxen_unlock();
+    if (s->qemu_logdirty &&
+        callbacks->switch_qemu_logdirty(dom, 0, callbacks->data))
+        simxen_log(s->lg, XTL_ERROR, errno,
+                   "Couldn't disable qemu log-dirty mode");
     free(s->bitmap);
     free(s);
     errno = saved_errno;

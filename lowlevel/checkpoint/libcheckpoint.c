@@ -591,6 +591,25 @@ static int tr_logdirty(uint32_t domid, unsigned enable, void *data)
     return 0;
 }
 
+/* The suspend path, said once per open when checkpointing starts (not at
+ * open: a preflight open/probe/close must not say it a second time). */
+static void announce_suspend_path(struct cp_state *cp)
+{
+    if (cp->announced)
+        return;
+    cp->announced = 1;
+    if (cp->local_port >= 0)
+        fprintf(stderr, "bound to suspend event channel %u:%d as %d\n",
+                cp->domid, cp->offered_port, cp->local_port);
+    else if (cp->offered_port >= 0)
+        fprintf(stderr, "WARNING: could not bind suspend event channel "
+                "%u:%d, suspending domain %u through xenstore instead\n",
+                cp->domid, cp->offered_port, cp->domid);
+    else
+        fprintf(stderr, "domain %u has no suspend event channel: suspending "
+                "it through xenstore (control/shutdown)\n", cp->domid);
+}
+
 int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
             unsigned int flags, const struct cp_hooks *hooks)
 {
@@ -607,6 +626,7 @@ int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
      * guest's dirty memory (a no-op when probe() passed already). */
     if (cp_probe(cp))
         return -1;
+    announce_suspend_path(cp);
     memset(&cbs, 0, sizeof(cbs));
     cbs.suspend = tr_suspend;
     cbs.postcopy = tr_postcopy;
@@ -852,16 +872,8 @@ int cp_open(struct cp_state *cp, uint32_t domid)
     if (port >= 0)
         cp->local_port = xc_suspend_evtchn_init_exclusive(
             cp->xch, cp->xce, domid, port, &cp->lockfd);
-    if (cp->local_port >= 0)
-        fprintf(stderr, "bound to suspend event channel %u:%d as %d\n",
-                domid, port, cp->local_port);
-    else if (port >= 0)
-        fprintf(stderr, "WARNING: could not bind suspend event channel "
-                "%u:%d, suspending domain %u through xenstore instead\n",
-                domid, port, domid);
-    else
-        fprintf(stderr, "domain %u has no suspend event channel: suspending "
-                "it through xenstore (control/shutdown)\n", domid);
+    cp->offered_port = port;
+    cp->announced = 0;
     cp->opened = 1;
     return 0;
  fail:

@@ -59,6 +59,8 @@ struct cp_state {
     enum cp_guest guest;
     enum cp_probe probed;
     int local_port;                     /* suspend evtchn, -1: xenstore */
+    int offered_port;                   /* the guest's evtchn port, -1: none */
+    int announced;                      /* suspend path said (at first save) */
     int lockfd;
     int watching;
     char token[16];

@@ -196,6 +196,15 @@ def run(cfg: Cfg) -> int:
     except vm.VMException as e:
         print(str(e))
         return 1
+    # can this guest be protected on this hypervisor at all?  Asked before
+    # any device is touched or the backup is contacted (a PV guest on a
+    # hypervisor built without shadow paging fails here, still running)
+    from ..remus import engine
+    try:
+        engine.preflight(int(dom.domid))
+    except errors.CheckpointFailed as e:
+        print(str(e))
+        return 1
 
     bufs = []
     sink = None

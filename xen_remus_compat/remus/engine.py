@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from .. import errors
 from ..log import logger
@@ -186,12 +186,23 @@ class Loop:
         return cb() if cb else None
 
     def run(self) -> Stats:
-        """Write the preamble, run the trampoline; always leaves the guest running."""
-        sw.write_all(self.fd, sw.preamble(self.config, blackhole=self.blackhole))
+        """Open and probe the domain, write the preamble, run the trampoline;
+        always leaves the guest running.
+
+        The probe (can the hypervisor track this guest's dirty memory?) comes
+        before the first byte of the stream, so a guest that cannot be
+        protected (a PV guest on a hypervisor without shadow paging) fails
+        without the backup ever creating a domain."""
         factory = self.checkpointer or checkpointer_module().checkpointer
         cp = factory()
         try:
             cp.open(self.domid)
+            probe = getattr(cp, "probe", None)
+            if probe is not None:
+                probe()
+                logger.info("domain %d: %s guest, suspended through %s", self.domid,
+                            getattr(cp, "guest_type", "?"), getattr(cp, "suspend_path", "?"))
+            sw.write_all(self.fd, sw.preamble(self.config, blackhole=self.blackhole))
             cp.start(self.fd, self._suspend, self._postcopy, self._checkpoint,
                      self.interval, self.flags)
         finally:
@@ -267,6 +278,27 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
     except OSError as e:
         raise errors.CheckpointFailed(
             _with_backup_state(f"writing the stream: {e}", fd)) from e
+
+
+def preflight(domid: int, *, checkpointer: Optional[Callable[[], Any]] = None
+              ) -> Tuple[Optional[str], Optional[str]]:
+    """Can ``domid`` be protected here?  ``(guest_type, suspend_path)``.
+
+    Opens the domain, runs the trampoline's probe and closes it again, before
+    any backup is contacted; raises :class:`errors.CheckpointFailed` with the
+    trampoline's explanation (what is missing, what to do).  The guest is
+    never suspended."""
+    module = checkpointer_module()
+    cp = (checkpointer or module.checkpointer)()
+    try:
+        cp.open(int(domid))
+        try:
+            cp.probe()
+            return getattr(cp, "guest_type", None), getattr(cp, "suspend_path", None)
+        finally:
+            cp.close()
+    except module.error as e:
+        raise errors.CheckpointFailed(str(e)) from e
 
 
 def resume_domain(domid: int) -> None:

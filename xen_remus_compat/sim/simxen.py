@@ -40,7 +40,7 @@ LIBRARIES = ("libsimxen.so.0", "libxenctrl.so.4.17", "libxenevtchn.so.1",
              "libxenstore.so.4", "libxenguest.so.4.17")
 PATTERNS = ("random", "sequential", "hotspot")
 SUSPEND_PATHS = ("evtchn", "xenstore")
-TYPES = ("pv", "hvm", "pvhvm")
+TYPES = ("pv", "pvh", "hvm", "pvhvm")
 FAULT_KINDS = ("open", "suspend", "write", "resume")
 PAGE_SIZE = 4096
 
@@ -63,9 +63,14 @@ class SimDomain:
     dirty_rate: float = 5.0
     dirty_pattern: str = "random"
     seed: int = 1
-    suspend: str = "evtchn"
+    #: None: as the guest type does by default (PV: event channel; PVH, like
+    #: the Debian 6.1 guest, none, so xenstore)
+    suspend: Optional[str] = None
     type: str = "pv"
     fail: Tuple[str, ...] = ()
+    #: False: a hypervisor built without CONFIG_SHADOW_PAGING (Debian's), on
+    #: which a PV guest's log-dirty mode fails
+    shadow_paging: bool = True
 
     def __post_init__(self) -> None:
         checks = (
@@ -75,7 +80,7 @@ class SimDomain:
             ("dirty_rate", 0 <= self.dirty_rate <= 1e6),
             ("dirty_pattern", self.dirty_pattern in PATTERNS),
             ("seed", 0 <= self.seed < 1 << 64),
-            ("suspend", self.suspend in SUSPEND_PATHS),
+            ("suspend", self.suspend is None or self.suspend in SUSPEND_PATHS),
             ("type", self.type in TYPES),
             ("fail", all(_fault_ok(f) for f in self.fail)),
         )
@@ -87,7 +92,7 @@ class SimDomain:
 
     def variables(self) -> Dict[str, str]:
         """The ``SIMXEN_*`` variables that describe this domain."""
-        return {
+        out = {
             "SIMXEN_DOMID": str(self.domid),
             "SIMXEN_NAME": self.name,
             "SIMXEN_PAGES": str(self.pages),
@@ -95,10 +100,14 @@ class SimDomain:
             "SIMXEN_DIRTY_RATE": repr(float(self.dirty_rate)),
             "SIMXEN_DIRTY_PATTERN": self.dirty_pattern,
             "SIMXEN_SEED": str(self.seed),
-            "SIMXEN_SUSPEND": self.suspend,
             "SIMXEN_TYPE": self.type,
             "SIMXEN_FAIL": ",".join(self.fail),
         }
+        if self.suspend is not None:
+            out["SIMXEN_SUSPEND"] = self.suspend
+        if not self.shadow_paging:
+            out["SIMXEN_NO_SHADOW"] = "1"
+        return out
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "SimDomain":
@@ -108,8 +117,12 @@ class SimDomain:
             "dirty_rate": float,
             "fail": lambda v: tuple(x for x in v.split(",") if x),
         }
-        kw = {}
+        kw: Dict[str, object] = {}
+        if env.get("SIMXEN_NO_SHADOW") == "1":
+            kw["shadow_paging"] = False
         for f in fields(cls):
+            if f.name == "shadow_paging":
+                continue
             raw = env.get("SIMXEN_" + f.name.upper())
             if raw:
                 try:

@@ -1,8 +1,8 @@
 """The ``sim`` domain source: the simulated guest of ``lowlevel/simxen``.
 
 The domain is the one the ``SIMXEN_*`` environment describes (see
-:class:`xen_remus_compat.sim.simxen.SimDomain`): a PV guest with that name,
-domid, memory and vcpus.  Devices to protect are optional, so the same
+:class:`xen_remus_compat.sim.simxen.SimDomain`): a PV, PVH or HVM guest
+with that name, domid, memory and vcpus.  Devices to protect are optional, so the same
 engine paths as on a real host can be exercised:
 
 * ``XEN_REMUS_COMPAT_SIM_VIFS``: comma-separated host interface names
@@ -21,6 +21,8 @@ from ..config.model import Domain, Nic
 from .base import DomainRecord, resolve
 
 VIFS_ENV = "XEN_REMUS_COMPAT_SIM_VIFS"
+#: simxen's guest types as libxl's c_info.type
+LIBXL_TYPES = {"pv": "pv", "pvh": "pvh", "hvm": "hvm", "pvhvm": "hvm"}
 DISKS_ENV = "XEN_REMUS_COMPAT_SIM_DISKS"
 
 
@@ -30,7 +32,7 @@ def sim_domain(env: Optional[Mapping[str, str]] = None) -> Domain:
     env = os.environ if env is None else env
     sd = SimDomain.from_env(env)
     mib = max(1, sd.pages * 4096 // (1 << 20))
-    dom = Domain(name=sd.name, domid=sd.domid, type="pv",
+    dom = Domain(name=sd.name, domid=sd.domid, type=LIBXL_TYPES[sd.type],
                  uuid=str(_uuid.uuid5(_uuid.NAMESPACE_OID, f"simxen:{sd.name}:{sd.seed}")),
                  memory=mib, maxmem=mib, vcpus=sd.vcpus,
                  kernel="/usr/lib/xen-remus-compat/simxen-kernel",

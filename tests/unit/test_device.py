@@ -17,7 +17,8 @@ import pytest
 from tests.support.netbuf_fixtures import (  # noqa: F401 (fixtures)
     fresh_quirks, pool_text, registry)
 from xen_remus_compat import errors, quirks
-from xen_remus_compat.devices import blockremus, ifbpool, netbuf
+from xen_remus_compat.devices import blockremus, netbuf
+from xen_remus_compat.devices.netbuf import pool as ifbpool
 from xen_remus_compat.legacy import blkdev, device, qdisc, vif as vifmod
 from xen_remus_compat.runner import Result
 

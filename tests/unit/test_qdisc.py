@@ -3,7 +3,7 @@ import struct
 
 import pytest
 
-from xen_remus_compat.devices.netbuf import Channel
+from xen_remus_compat.devices.netlink import Channel
 from xen_remus_compat.legacy import qdisc
 
 

@@ -1,8 +1,8 @@
 """``xen.remus.device`` (legacy-api.md §5): checkpointed disks and NICs.
 
 Same names, signatures and messages; the work is done by
-:mod:`xen_remus_compat.devices` (``blockremus``, ``drbd``, ``netbuf``,
-``ifbpool``).  Fixed against the legacy module (§14.2, §15):
+:mod:`xen_remus_compat.devices` (``blockremus``, ``drbd``, ``netbuf``
+and its IFB pool).  Fixed against the legacy module (§14.2, §15):
 
 * disks: the block-remus fifo name is parsed (``remus_<host>_<port>``), not
   cut out by a greedy regex; ``tap2:`` unames are accepted; fifos are never
@@ -31,7 +31,8 @@ import sys
 from typing import Dict, Optional
 
 from .. import errors
-from ..devices import blockremus, drbd, ifbpool, netbuf
+from ..devices import blockremus, drbd, netbuf
+from ..devices.netbuf import pool as ifbpool
 from ..log import logger
 from . import netlink, qdisc, util
 

@@ -5,21 +5,21 @@ alias finder maps ``xen.lowlevel.netlink`` here.  Type ``rtnl`` keeps its
 methods and errors: ``talk``, ``wilddump_request``, ``dump_request``,
 ``dump_filter``; failures are ``IOError`` with the legacy messages, now
 carrying the kernel's errno.  The socket is the one of
-:class:`xen_remus_compat.devices.netbuf.Channel`.
+:class:`xen_remus_compat.devices.netlink.Channel`, and the messages are
+framed by :mod:`xen_remus_compat.devices.netlink.codec`.
 """
 from __future__ import annotations
 
 import socket
-import struct
 import sys
 import time
 from typing import Callable, Optional
 
-from ..devices.netbuf import Channel, NetlinkError, NetbufError
+from ..devices.netlink.channel import Channel, NetlinkError, netlink_socket
+from ..devices.netlink.codec import RTGENMSG, SOCKADDR_NL, message
+from ..devices.netlink.uapi import NLM_F_MATCH, NLM_F_REQUEST, NLM_F_ROOT
+from ..errors import NetbufError
 
-NLM_F_REQUEST = 1
-NLM_F_ROOT = 0x100
-NLM_F_MATCH = 0x200
 _DUMP_FLAGS = NLM_F_ROOT | NLM_F_MATCH | NLM_F_REQUEST      # 0x301
 BUFSIZE = 32768
 
@@ -31,8 +31,7 @@ class rtnl(object):
         """``netns`` and ``sock`` are extensions (tests, namespaces)."""
         try:
             if sock is None and netns is None:
-                sock = socket.socket(socket.AF_NETLINK,
-                                     socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+                sock = netlink_socket(None)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFSIZE)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFSIZE)
             self._chan = Channel(netns, sock=sock)
@@ -66,14 +65,10 @@ class rtnl(object):
 
     def wilddump_request(self, family, type):
         """Header plus a 1-byte ``rtgenmsg`` (padded to 20 bytes), flags 0x301."""
-        body = struct.pack("Bxxx", family)
-        self._send_dump(struct.pack("IHHII", 16 + len(body), type, _DUMP_FLAGS, 0, 0)
-                        + body)
+        self._send_dump(message(type, _DUMP_FLAGS, RTGENMSG.pack(family)))
 
     def dump_request(self, type, payload):
-        payload = bytes(payload)
-        self._send_dump(struct.pack("IHHII", 16 + len(payload), type, _DUMP_FLAGS, 0, 0)
-                        + payload)
+        self._send_dump(message(type, _DUMP_FLAGS, bytes(payload)))
 
     def dump_filter(self, filter: Callable):
         """``filter(sockaddr_nl_bytes, message_bytes)`` for each reply to the
@@ -83,7 +78,7 @@ class rtnl(object):
         seq, self._dumpseq = self._dumpseq, None
         try:
             for (pid, groups), msg in self._chan.iter_dump(seq):
-                addr = struct.pack("HHII", socket.AF_NETLINK, 0, pid, groups)
+                addr = SOCKADDR_NL.pack(socket.AF_NETLINK, 0, pid, groups)
                 filter(addr, msg)
         except NetlinkError as e:
             print("RTNETLINK answers: %s" % e.strerror, file=sys.stderr)

@@ -1,9 +1,11 @@
 """``xen.remus.netlink`` (legacy-api.md §6): the rtnetlink codec, same names.
 
 The classes are the legacy ones (native byte order, 4-byte alignment,
-``pack()``/``unpack()``), over bytes instead of Python 2 strings.  ``rtnl``
-talks through :mod:`.lowlevel_netlink`, the pure-Python replacement of the
-C module ``xen.lowlevel.netlink``.
+``pack()``/``unpack()``), over bytes instead of Python 2 strings: thin
+shapes over the package's one codec (:mod:`..devices.netlink`), which holds
+the constants, the layouts and the attribute encoding.  ``rtnl`` talks
+through :mod:`.lowlevel_netlink`, the pure-Python replacement of the C
+module ``xen.lowlevel.netlink``.
 
 Fixed (§14.2, §15): ``getqdiscs(dev)`` keeps only ``dev``'s qdiscs (the
 kernel does not filter the dump, iproute2 filters on the client side) and
@@ -13,63 +15,21 @@ an unknown ``dev`` raises :class:`RTNLException` instead of ``NameError``;
 from __future__ import annotations
 
 import socket
-import struct
 from typing import Dict, Iterator, Optional, Union
 
+from ..devices.netlink import codec
+from ..devices.netlink.codec import IFINFOMSG, NLMSGHDR, RTATTR, TCMSG, cstr, pack_attr
+# §6.1 constants: the kernel's values, from the one codec
+from ..devices.netlink.uapi import (  # noqa: F401 (legacy names)
+    IFLA_ADDRESS, IFLA_BROADCAST, IFLA_COST, IFLA_IFNAME, IFLA_LINK, IFLA_MAP, IFLA_MASTER,
+    IFLA_MTU, IFLA_PRIORITY, IFLA_PROTINFO, IFLA_QDISC, IFLA_STATS, IFLA_TXQLEN,
+    IFLA_UNSPEC, IFLA_WEIGHT, IFLA_WIRELESS, NETLINK_ROUTE, NLM_F_ACK, NLM_F_APPEND,
+    NLM_F_ATOMIC, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_MATCH,
+    NLM_F_MULTI, NLM_F_REPLACE, NLM_F_REQUEST, NLM_F_ROOT, RTM_DELQDISC, RTM_GETLINK,
+    RTM_GETQDISC, RTM_NEWLINK, RTM_NEWQDISC, TC_H_INGRESS, TC_H_ROOT, TCA_FCNT, TCA_KIND,
+    TCA_OPTIONS, TCA_RATE, TCA_STATS, TCA_STATS2, TCA_UNSPEC, TCA_XSTATS,
+)
 from . import lowlevel_netlink
-
-# -- §6.1 constants ----------------------------------------------------------
-NETLINK_ROUTE = 0
-
-NLM_F_REQUEST = 1
-NLM_F_MULTI = 2
-NLM_F_ACK = 4
-NLM_F_ECHO = 8
-
-NLM_F_ROOT = 0x100
-NLM_F_MATCH = 0x200
-NLM_F_ATOMIC = 0x400
-NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH
-
-NLM_F_REPLACE = 0x100
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-NLM_F_APPEND = 0x800
-
-RTM_NEWLINK = 16
-RTM_GETLINK = 18
-RTM_NEWQDISC = 36
-RTM_DELQDISC = 37
-RTM_GETQDISC = 38
-
-IFLA_UNSPEC = 0
-IFLA_ADDRESS = 1
-IFLA_BROADCAST = 2
-IFLA_IFNAME = 3
-IFLA_MTU = 4
-IFLA_LINK = 5
-IFLA_QDISC = 6
-IFLA_STATS = 7
-IFLA_COST = 8
-IFLA_PRIORITY = 9
-IFLA_MASTER = 10
-IFLA_WIRELESS = 11
-IFLA_PROTINFO = 12
-IFLA_TXQLEN = 13
-IFLA_MAP = 14
-IFLA_WEIGHT = 15
-
-TCA_UNSPEC = 0
-TCA_KIND = 1
-TCA_OPTIONS = 2
-TCA_STATS = 3
-TCA_XSTATS = 4
-TCA_RATE = 5
-TCA_FCNT = 6
-TCA_STATS2 = 7
-
-TC_H_ROOT = 0xFFFFFFFF
-TC_H_INGRESS = 0xFFFFFFF1
 
 #: network namespace the handles open in (``None``: ours); for tests and for
 #: :mod:`.device`, which uses the same setting
@@ -86,14 +46,14 @@ def _b(data) -> bytes:
 
 def align(l: int, alignto: int = 4) -> int:
     """``l`` rounded up to a multiple of ``alignto``."""
-    return (l + alignto - 1) & ~(alignto - 1)
+    return codec.align(l, alignto)
 
 
 # -- §6.2 codec ------------------------------------------------------------------
 class rtattr(object):
     "rtattribute"
     fmt = "HH"
-    fmtlen = struct.calcsize(fmt)
+    fmtlen = RTATTR.size
 
     def __init__(self, msg=None):
         self.rta_len = 0
@@ -108,12 +68,11 @@ class rtattr(object):
     def pack(self):
         self.body = _b(self.body)
         self.rta_len = self.fmtlen + len(self.body)
-        s = struct.pack(self.fmt, self.rta_len, self.rta_type) + self.body
-        return s + b"\0" * (align(len(s)) - len(s))
+        return pack_attr(self.rta_type, self.body)
 
     def unpack(self, msg):
         msg = _b(msg)
-        self.rta_len, self.rta_type = struct.unpack(self.fmt, msg[:self.fmtlen])
+        self.rta_len, self.rta_type = RTATTR.unpack(msg[:self.fmtlen])
         self.body = msg[self.fmtlen:self.rta_len]
 
 
@@ -134,7 +93,7 @@ class rtattrlist(object):
 class nlmsg(object):
     "netlink message header"
     fmt = "IHHII"
-    fmtlen = struct.calcsize(fmt)
+    fmtlen = NLMSGHDR.size
 
     def __init__(self, msg=None):
         self.nlmsg_len = 0
@@ -157,12 +116,12 @@ class nlmsg(object):
         self.nlmsg_type = cmd
 
     def pack(self):
-        return struct.pack(self.fmt, len(self), self.nlmsg_type, self.nlmsg_flags,
-                           self.nlmsg_seq, self.nlmsg_pid) + _b(self.body) + _b(self.rta)
+        return NLMSGHDR.pack(len(self), self.nlmsg_type, self.nlmsg_flags,
+                             self.nlmsg_seq, self.nlmsg_pid) + _b(self.body) + _b(self.rta)
 
     def unpack(self, msg):
         msg = _b(msg)
-        args = struct.unpack(self.fmt, msg[:self.fmtlen])
+        args = NLMSGHDR.unpack(msg[:self.fmtlen])
         (self.nlmsg_len, self.nlmsg_type, self.nlmsg_flags,
          self.nlmsg_seq, self.nlmsg_pid) = args
         self.body = msg[self.fmtlen:]
@@ -177,7 +136,7 @@ class nlmsg(object):
 class ifinfomsg(object):
     "interface info message"
     fmt = "BxHiII"
-    fmtlen = struct.calcsize(fmt)
+    fmtlen = IFINFOMSG.size
 
     def __init__(self, msg=None):
         self.ifi_family = 0
@@ -191,7 +150,7 @@ class ifinfomsg(object):
 
     def unpack(self, msg):
         msg = _b(msg)
-        args = struct.unpack(self.fmt, msg[:self.fmtlen])
+        args = IFINFOMSG.unpack(msg[:self.fmtlen])
         (self.ifi_family, self.ifi_type, self.ifi_index, self.ifi_flags,
          self.ifi_change) = args
         self.body = msg[align(self.fmtlen):]
@@ -204,7 +163,7 @@ class ifinfomsg(object):
 class tcmsg(object):
     "TC message"
     fmt = "BxxxiIII"
-    fmtlen = struct.calcsize(fmt)
+    fmtlen = TCMSG.size
 
     def __init__(self, msg=None):
         self.tcm_family = socket.AF_UNSPEC
@@ -218,14 +177,14 @@ class tcmsg(object):
 
     def unpack(self, msg):
         msg = _b(msg)
-        args = struct.unpack(self.fmt, msg[:self.fmtlen])
+        args = TCMSG.unpack(msg[:self.fmtlen])
         (self.tcm_family, self.tcm_ifindex, self.tcm_handle, self.tcm_parent,
          self.tcm_info) = args
         self.rta = msg[align(self.fmtlen):]
 
     def pack(self):
-        return struct.pack(self.fmt, self.tcm_family, self.tcm_ifindex,
-                           self.tcm_handle, self.tcm_parent, self.tcm_info)
+        return TCMSG.pack(self.tcm_family, self.tcm_ifindex,
+                          self.tcm_handle, self.tcm_parent, self.tcm_info)
 
     def __str__(self):
         return "<tc message, family %d, index %d>" % (self.tcm_family, self.tcm_ifindex)
@@ -254,10 +213,6 @@ class newqdiscmsg(object):
 
 
 # -- §6.3 the handle ---------------------------------------------------------------
-def _cstr(data: bytes) -> str:
-    return data.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
 class rtnl(object):
     """rtnetlink over :class:`lowlevel_netlink.rtnl`, in namespace :data:`NETNS`."""
 
@@ -282,7 +237,7 @@ class rtnl(object):
             msg = newlinkmsg(nlmsg(msgstr))
             idx = msg.ifi.ifi_index
             links[idx] = {"index": idx, "type": msg.ifi.ifi_type,
-                          "name": _cstr(msg.rtattrs.get(IFLA_IFNAME, b"")),
+                          "name": cstr(msg.rtattrs.get(IFLA_IFNAME, b"")),
                           "address": msg.rtattrs.get(IFLA_ADDRESS)}
 
         self._rth.wilddump_request(socket.AF_UNSPEC, RTM_GETLINK)
@@ -319,7 +274,7 @@ class rtnl(object):
             if ifindex and msg.t.tcm_ifindex != ifindex:
                 return
             found.append({"index": msg.t.tcm_ifindex, "handle": msg.t.tcm_handle,
-                          "kind": _cstr(msg.rtattrs.get(TCA_KIND, b"")),
+                          "kind": cstr(msg.rtattrs.get(TCA_KIND, b"")),
                           "options": msg.rtattrs.get(TCA_OPTIONS),
                           "parent": msg.t.tcm_parent})
 

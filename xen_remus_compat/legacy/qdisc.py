@@ -11,7 +11,9 @@ Fixed (§14.2, §15):
 
 The legacy plug limit (10000 bytes) is kept here, since this module's bytes
 are its API; the buffering devices (:mod:`..devices.netbuf`) default to
-10,000,000.
+10,000,000.  Requests are legacy :mod:`.netlink` shapes over the package's
+one codec (:mod:`..devices.netlink`), whose constants and ``tc_plug_qopt``
+layout are used here.
 """
 from __future__ import annotations
 
@@ -19,16 +21,16 @@ import platform
 import socket
 import struct
 
+from ..devices.netlink import uapi
+from ..devices.netlink.tc import TC_PLUG_QOPT
+from ..devices.netlink.uapi import TC_H_ROOT, TC_PRIO_MAX
 from . import netlink
 
-TC_H_ROOT = 0xFFFFFFFF
-TC_PRIO_MAX = 15
-
-TC_PLUG_BUFFER = 0
-TC_PLUG_RELEASE_ONE = 1
+TC_PLUG_BUFFER = uapi.TCQ_PLUG_BUFFER
+TC_PLUG_RELEASE_ONE = uapi.TCQ_PLUG_RELEASE_ONE
 #: kernel values beyond the legacy two (xl-side.md Appendix A)
-TC_PLUG_RELEASE_INDEFINITE = 2
-TC_PLUG_LIMIT = 3
+TC_PLUG_RELEASE_INDEFINITE = uapi.TCQ_PLUG_RELEASE_INDEFINITE
+TC_PLUG_LIMIT = uapi.TCQ_PLUG_LIMIT
 #: the names of RELEASE-4.1.0 (same values, §0.3)
 TC_PLUG_CHECKPOINT = TC_PLUG_BUFFER
 TC_PLUG_RELEASE = TC_PLUG_RELEASE_ONE
@@ -190,7 +192,7 @@ class PlugQdisc(Qdisc):
         self.limit = PLUG_LIMIT
 
     def pack(self):
-        return struct.pack(self.fmt, self.action, self.limit)
+        return TC_PLUG_QOPT.pack(self.action, self.limit)
 
     def parse(self, args):
         if not args:

@@ -29,9 +29,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
-from .. import atomic
-from ..log import logger
-from ..errors import PoolExhausted
+from ... import atomic
+from ...errors import PoolExhausted
+from ...log import logger
 
 POOL_DIR = "/var/run/remus"
 DEVCLASS = "ifb"
@@ -103,7 +103,7 @@ class IfbClaim:
 class IfbPool:
     """Claims IFB devices for this process, coordinated through the pool file.
 
-    ``rtnl`` is a :class:`~xen_remus_compat.devices.netbuf.Rtnl` (or a fake
+    ``rtnl`` is a :class:`~xen_remus_compat.devices.netlink.Rtnl` (or a fake
     with ``ifb_links()``, ``root_qdisc(index)``, ``create_ifb(name)``,
     ``delete_link(index)``).
     """

@@ -5,7 +5,7 @@ what Debian's real ``xl -N create`` must parse to the JSON that
 :func:`~xen_remus_compat.config.formats.libxl_json.domain_to_libxl` gives for the
 same domain, field by field (``tests/conformance/test_roundtrip.py``); the
 shared policies (command line, firmware, device model, VNC merge, vcpu
-bitmap) live in ``libxl_json.py`` so the two cannot drift.
+bitmap) live in ``config/xlpolicy.py`` so the two cannot drift.
 
 Syntax facts (libxlutil 4.17 ``libxlu_cfg_l.l``/``libxlu_cfg.c``): a
 quoted string may hold any byte but its quote, a backslash and a newline;
@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ...errors import ConfigError, InputError, UntranslatableError
+from .. import xlpolicy
+from ..common import SHUTDOWN_KEYS, TIMER_MODES, xl_action
 from ..model import Domain
-from . import libxl_json as lj
+from ..specs import diskspec, vifspec
+from ..specs import pci as pcispec
 
 log = logging.getLogger("xen_remus_compat")
 
@@ -190,12 +193,11 @@ def to_xlcfg(dom: Domain, *, remus: str = "script") -> XlConfig:
     _memory(dom, out)
     _vcpus(dom, out)
     _boot(dom, out)
-    for key in lj.SHUTDOWN_KEYS:
+    for key in SHUTDOWN_KEYS:
         value = getattr(dom, key)
         if value:
-            out.set(key, lj.xl_action(value))
-    localtime = lj._localtime(dom)
-    out.set("localtime", _flag(localtime))
+            out.set(key, xl_action(value))
+    out.set("localtime", _flag(xlpolicy.localtime(dom)))
     if dom.type == "hvm":
         _hvm(dom, out)
     _devices(dom, out, remus)
@@ -212,11 +214,11 @@ def _memory(dom: Domain, out: _Out) -> None:
 
 
 def _vcpus(dom: Domain, out: _Out) -> None:
-    bits = lj.avail_vcpu_bits(dom)
+    bits = xlpolicy.avail_vcpu_bits(dom)
     if bits is not None:
         online = len(bits)
         out.set("vcpus", online)
-        limit = lj.max_vcpus(dom)
+        limit = xlpolicy.max_vcpus(dom)
         if limit is not None and limit != online:
             out.set("maxvcpus", limit)
         if bits != list(range(online)):
@@ -234,7 +236,7 @@ def _vcpus(dom: Domain, out: _Out) -> None:
 
 
 def _boot(dom: Domain, out: _Out) -> None:
-    kernel, ramdisk, dropped = lj.boot_files(dom)
+    kernel, ramdisk, dropped = xlpolicy.boot_files(dom)
     for key, value, reason in dropped:
         out.skip(key, value, reason)
     if dom.type != "hvm" and not kernel and not dom.bootloader:
@@ -243,7 +245,7 @@ def _boot(dom: Domain, out: _Out) -> None:
             f"bootloader and this one has neither")
     out.set("kernel", kernel)
     out.set("ramdisk", ramdisk)
-    cmdline, ignored = lj.effective_cmdline(dom)
+    cmdline, ignored = xlpolicy.effective_cmdline(dom)
     out.set("cmdline", cmdline)
     for key in ignored:
         out.skip(key, dom.root if key == "root" else dom.extra_args,
@@ -251,7 +253,7 @@ def _boot(dom: Domain, out: _Out) -> None:
     out.set("bootloader", dom.bootloader)
     if dom.bootloader_args:
         try:
-            out.set("bootloader_args", lj.bootloader_argv(dom) or None)
+            out.set("bootloader_args", xlpolicy.bootloader_argv(dom) or None)
         except ConfigError as exc:
             out.skip("bootloader_args", dom.bootloader_args, exc.message)
 
@@ -260,11 +262,11 @@ def _hvm(dom: Domain, out: _Out) -> None:
     hvm = dom.hvm
     if hvm is None:
         return
-    firmware, dropped = lj.hvm_firmware(dom)
+    firmware, dropped = xlpolicy.hvm_firmware(dom)
     out.set("firmware", firmware)
     if dropped:
         out.skip(dropped[0], hvm.loader or dom.kernel, dropped[1])
-    dm, dropped = lj.device_model(dom)
+    dm, dropped = xlpolicy.device_model(dom)
     if dm:
         out.set("device_model_override", dm)
         out.set("device_model_version", "qemu-xen")
@@ -277,8 +279,8 @@ def _hvm(dom: Domain, out: _Out) -> None:
     if hvm.rtc_timeoffset:
         out.set("rtc_timeoffset", hvm.rtc_timeoffset)
     if hvm.timer_mode is not None:
-        if 0 <= hvm.timer_mode < len(lj.TIMER_MODES):
-            out.set("timer_mode", lj.TIMER_MODES[hvm.timer_mode])
+        if 0 <= hvm.timer_mode < len(TIMER_MODES):
+            out.set("timer_mode", TIMER_MODES[hvm.timer_mode])
         else:
             out.skip("timer_mode", hvm.timer_mode, "not one of xend's modes 0-3")
     out.set("usb", _flag(hvm.usb))
@@ -295,7 +297,7 @@ def _hvm(dom: Domain, out: _Out) -> None:
                              (d.vdev == "hdc" and d.target == hvm.cdrom)
                              for d in dom.disks):
         out.skip("cdrom", hvm.cdrom, "hdc is already taken by another disk")
-    g = lj.hvm_graphics(dom)
+    g = xlpolicy.hvm_graphics(dom)
     out.set("vnc", _flag(g.get("vnc")))
     out.set("vnclisten", g.get("vnclisten"))
     if g.get("vncdisplay"):
@@ -322,7 +324,6 @@ _VFB_KEYS = ("vnc", "vnclisten", "vncdisplay", "vncunused", "vncpasswd",
 
 
 def _devices(dom: Domain, out: _Out, remus: str) -> None:
-    from ..specs import diskspec, vifspec
     disks: List[str] = []
     for disk in dom.disks:
         try:
@@ -339,7 +340,7 @@ def _devices(dom: Domain, out: _Out, remus: str) -> None:
     out.set("vif", vifs)
     if dom.type != "hvm":
         specs = []
-        for index, g in enumerate(lj.pv_vfbs(dom)):
+        for index, g in enumerate(xlpolicy.pv_vfbs(dom)):
             items = []
             for key in _VFB_KEYS:
                 value = g.get(key)
@@ -359,12 +360,9 @@ def _devices(dom: Domain, out: _Out, remus: str) -> None:
             out.skip("serial", dom.serial, "PV consoles are implicit in xl")
     pcis: List[str] = []
     for pci in dom.pci:
-        spec = pci.bdf
-        for key, value in pci.options:
-            if "," in str(value) or "=" in str(key):
-                out.skip(f"pci[{pci.bdf}].{key}", value, "value cannot hold a comma")
-                continue
-            spec += f",{key}={value}"
+        spec, skipped = pcispec.format_xl(pci)
+        for key, value, reason in skipped:
+            out.skip(f"pci[{pci.bdf}].{key}", value, reason)
         pcis.append(spec)
         for key, value in pci.extra:
             _report(out, f"pci[{pci.bdf}].{key}", key, value)

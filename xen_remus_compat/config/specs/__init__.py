@@ -1,1 +1,2 @@
-"""Device specification grammars: legacy xend unames and the xl disk grammar, vif specs."""
+"""Device specification grammars: disks (legacy xend unames and the xl disk
+grammar, libxl disk fields, the remus target), vifs, PCI devices."""

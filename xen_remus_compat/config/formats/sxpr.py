@@ -52,6 +52,9 @@ __all__ = ["domain_from_sxpr", "domains_from_text", "domain_to_sxpr",
 
 #: Image element names; anything else is a PV kernel image (netbsd, ...).
 IMAGE_TYPES = {"linux": "pv", "hvm": "hvm"}
+#: xend never knew PVH (xl 4.4 had ``pvh=1``); its legacy view is a ``linux``
+#: image (the kernel, ramdisk and args legacy code reads) marked ``(pvh 1)``
+PVH_MARK = "pvh"
 
 
 # --------------------------------------------------------------------------
@@ -292,6 +295,8 @@ def _read_image(ctx: Ctx, path: str, dom: Domain, image: Sequence) -> None:
             have_vfb = True
         elif dom.type == "hvm" and key in _HVM:
             _HVM[key](ctx, kpath, dom.hvm, item)
+        elif key == PVH_MARK and kind == "linux" and tail(item) in (["1"], [1]):
+            dom.type = "pvh"
         else:
             dom.image_extra.append((key, tail(item)))
     if "kernel" in texts:

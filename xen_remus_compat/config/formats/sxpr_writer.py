@@ -203,6 +203,8 @@ def _image_sxpr(dom: Domain) -> list:
     cmdline, _ = effective_cmdline(dom)
     if cmdline:
         image.append(["args", cmdline])
+    if dom.type == "pvh":
+        image.append(["pvh", 1])       # legacy code reads a linux image; see sxpr.PVH_MARK
     if hvm is not None and dom.type == "hvm":
         image.extend(_fields(hvm, _HVM_OUT))
     for vfb in dom.vfbs:

@@ -224,9 +224,9 @@ def parsebatch(batch):
     "parse a batch string into pages"
     batchlen, batch = batch[:INTLEN], batch[INTLEN:]
     batchlen, = struct.unpack("i", batchlen)
-    if batchlen <= 0:
-        return []
-    pfns = struct.unpack("%dL" % batchlen, batch[:batchlen * LONGLEN])
+    # as the legacy code: 0 gives [], a negative count a struct.error
+    # ("-1L" is not a format)
+    pfns = struct.unpack("%dL" % batchlen, batch[:max(batchlen, 0) * LONGLEN])
     pages = batch[batchlen * LONGLEN:]
     return [(pfns[i], pages[i * PAGE_SIZE:(i + 1) * PAGE_SIZE])
             for i in range(batchlen)]

@@ -53,8 +53,17 @@ class Lock(object):
 
 
 def canonifymac(mac: str) -> str:
-    """``0:16:3E:1:2:3`` -> ``00:16:3e:01:02:03`` (legacy rule, colons only)."""
-    return ":".join("%02x" % int(field, 16) for field in mac.split(":"))
+    """``0:16:3E:1:2:3`` -> ``00:16:3e:01:02:03`` (legacy rule, colons only).
+
+    Each field is read as Python 2's ``int(field, 16)`` did: Python 3 also
+    accepts ``_`` between digits, which Python 2 refused (ValueError)."""
+    return ":".join("%02x" % _py2_hex(field) for field in mac.split(":"))
+
+
+def _py2_hex(field: str) -> int:
+    if "_" in field:
+        raise ValueError("invalid literal for int() with base 16: %r" % field)
+    return int(field, 16)
 
 
 def checkpid(pid: int) -> bool:

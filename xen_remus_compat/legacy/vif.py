@@ -12,10 +12,10 @@ from . import util
 
 class VIF(object):
     def __init__(self, **props):
+        self.dev = "unknown"            # before the props: VIF(dev='x') keeps 'x'
         self.__dict__.update(props)
         if "mac" in props:
             self.mac = util.canonifymac(props["mac"])
-        self.dev = "unknown"
 
     def __str__(self):
         return self.mac

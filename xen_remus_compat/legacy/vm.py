@@ -243,7 +243,7 @@ def getshadowmem(vm):
     dom = vm.dom
     vcpus = int(dom["vcpus"])
     maxmem = int(dom["maxmem"])
-    shadow = int(dom.get("shadow_memory", 0) or 0)
+    shadow = int(dom["shadow_memory"])   # KeyError without it, as the legacy code
     needed_shadow = vcpus * 1024 + maxmem * 4 - shadow * 1024
     free = host.free_kib()
     needed = needed_shadow - free

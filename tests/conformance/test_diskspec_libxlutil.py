@@ -341,3 +341,27 @@ def test_zz_report_counts(capsys):
     with capsys.disabled():
         print(f"\n[diskspec conformance] {COUNTS}, oracle calls: {libxlutil.calls()}")
     assert libxlutil.calls() > 0
+
+
+def test_empty_cdrom_uname_translates_to_what_libxlutil_and_xl_read():
+    """xend wrote ``(uname phy:)`` for a cdrom drive with no media (issue 12,
+    item 13): xl has it as format=empty, devtype=cdrom and no target."""
+    from tests.support import realxl
+    for uname in ("phy:", "file:"):
+        t = diskspec.translate(uname, "hdc:cdrom", "r")
+        ok, fields, report = real([t.xl])
+        assert ok, report
+        assert fields == diskspec.disk_to_libxl(t.disk)
+        assert fields.get("format") == "empty" and fields.get("is_cdrom") == 1
+        assert not fields.get("pdev_path")
+    ok, why = realxl.available()
+    if not ok:
+        tier_unavailable("conformance", why)
+    cfg = realxl.xl_create_json(
+        'name = "cd"\ntype = "hvm"\nmemory = 64\n'
+        f'disk = [ "{diskspec.translate("phy:", "hdc:cdrom", "r").xl}" ]\n')
+    disk = cfg["disks"][0]
+    assert disk["vdev"] == "hdc" and disk["format"] == "empty" and disk["is_cdrom"] == 1
+    # a disk (not a cdrom) with no media is still refused
+    with pytest.raises(errors.DiskSpecError):
+        diskspec.translate("phy:", "xvda", "w")

@@ -154,6 +154,12 @@ def _classify(uname: Optional[str], is_cdrom: bool) -> _Uname:
         _tap(uname, info)
         return info
     if not params:
+        if is_cdrom and typ in ("phy", "file"):
+            # xend wrote (uname phy:) for a cdrom drive with no media; xl has
+            # it too: format=empty, devtype=cdrom, no target (xl-disk-configuration)
+            info.format = "empty"
+            info.notes.append(f"{uname}: an empty cdrom drive (no media)")
+            return info
         raise errors.DiskSpecError(f"uname {uname!r}: nothing after {typ}:")
     info.format = "raw"
     info.target = params

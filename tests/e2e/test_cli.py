@@ -749,7 +749,7 @@ def test_installed_console_script():
 
 
 def test_internal_error_is_exit_2(monkeypatch):
-    from xen_remus_compat.migrate import convert as lib
+    from xen_remus_compat import migrate as lib
 
     def boom(*a, **k):
         raise TypeError("simulated bug")

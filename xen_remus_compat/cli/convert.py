@@ -1,12 +1,12 @@
 """``xen-remus-compat convert``: xend configs -> ``OUTDIR/<name>.cfg``
 (+ ``.json``).  Options and printing only; the work is
-:mod:`xen_remus_compat.migrate.convert`."""
+:mod:`xen_remus_compat.migrate`."""
 from __future__ import annotations
 
 import argparse
 from typing import TextIO
 
-from ..migrate import convert as lib
+from .. import migrate as lib
 
 NAME = "convert"
 HELP = "convert xend/libxl/libvirt domain configs to xl.cfg files"

@@ -19,7 +19,7 @@ import os
 import tempfile
 from typing import Iterator, Optional, TextIO
 
-from ..migrate import convert as lib
+from .. import migrate as lib
 
 NAME = "demo"
 HELP = "protect a simulated guest, kill the primary, check the backup"

@@ -13,7 +13,7 @@ import json
 from typing import List, TextIO
 
 from .. import errors
-from ..migrate.convert import REMUS_DISK_MODES
+from ..migrate import REMUS_DISK_MODES
 
 NAME = "disk"
 HELP = "translate one legacy disk (uname dev mode) to an xl disk string"

@@ -1,12 +1,12 @@
 """``xen-remus-compat show FILE``: pretty-print a domain configuration as
 indented sxpr, libxl JSON or xl.cfg (the work is
-:func:`xen_remus_compat.migrate.convert.render`)."""
+:func:`xen_remus_compat.migrate.show.render`)."""
 from __future__ import annotations
 
 import argparse
 from typing import TextIO
 
-from ..migrate import convert as lib
+from .. import migrate as lib
 
 NAME = "show"
 HELP = "pretty-print an sxpr, libxl JSON or libvirt XML config"

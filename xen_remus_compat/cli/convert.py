@@ -40,6 +40,10 @@ def add_parser(sub, parents) -> argparse.ArgumentParser:
                    help="tap:remus: disks: keep replication through the "
                    "block-remus hotplug script (script, default) or use the "
                    "underlying image (plain)")
+    p.add_argument("--to-pvh", action="store_true",
+                   help="convert PV and HVM domains to PVH guests (what a stock "
+                   "Debian hypervisor can protect with Remus); refused, with the "
+                   "reason, where PVH would not boot the same guest")
     p.add_argument("--lenient", action="store_true",
                    help="accept the unbalanced parentheses libvirt tolerated "
                    "(missing final ')', stray trailing ')')")
@@ -49,7 +53,8 @@ def add_parser(sub, parents) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     plan = lib.prepare(args.inputs, args.outdir, remus=args.remus_disks,
-                       lenient=args.lenient, with_json=args.json)
+                       lenient=args.lenient, with_json=args.json,
+                       to_pvh=args.to_pvh)
     if args.dry_run:
         for item in plan.files:
             if args.diff:

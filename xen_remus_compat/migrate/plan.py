@@ -39,6 +39,8 @@ class DomainResult:
     json_text: Optional[str] = None
     untranslated: List[Tuple[str, str]] = field(default_factory=list)
     disk_notes: List[str] = field(default_factory=list)
+    #: what ``--to-pvh`` changed, and what the guest needs for it
+    pvh_notes: List[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -156,12 +158,18 @@ def disk_notes(dom: Domain, remus: str) -> List[str]:
 
 
 def translate(item: LoadedDomain, *, remus: str = "script",
-              with_json: bool = False) -> DomainResult:
-    """One domain -> xl.cfg text (+ libxl JSON), and the report items."""
+              with_json: bool = False, to_pvh: bool = False) -> DomainResult:
+    """One domain -> xl.cfg text (+ libxl JSON), and the report items;
+    ``to_pvh`` converts it to a PVH guest first (:mod:`.pvh`)."""
     from ..config.formats import xlcfg
     if remus not in REMUS_DISK_MODES:
         raise ValueError(f"remus must be one of {REMUS_DISK_MODES}")
     dom = item.domain
+    pvh_notes: List[str] = []
+    if to_pvh:
+        from .pvh import to_pvh as convert_pvh
+        converted = convert_pvh(dom, source=item.source)
+        dom, pvh_notes = converted.domain, converted.notes
     with attributed(item):
         cfg = xlcfg.to_xlcfg(dom, remus=remus)
         json_text = None
@@ -174,7 +182,7 @@ def translate(item: LoadedDomain, *, remus: str = "script",
     return DomainResult(domain=dom, source=item.source, cfg_text=cfg.text,
                         json_text=json_text,
                         untranslated=list(cfg.untranslated),
-                        disk_notes=notes)
+                        disk_notes=notes, pvh_notes=pvh_notes)
 
 
 # ------------------------------------------------------------------ output
@@ -227,7 +235,7 @@ def check_overwrites(files: Sequence[PlannedFile], force: bool) -> None:
 
 
 def prepare(inputs: Sequence[str], outdir: str, *, remus: str = "script",
-            lenient: bool = False, with_json: bool = False,
+            lenient: bool = False, with_json: bool = False, to_pvh: bool = False,
             reader: Callable[[str], bytes] = read_input) -> ConversionPlan:
     """Read, validate and translate everything; plan the outputs.  Nothing
     is written; any error in any input raises before a file is touched."""
@@ -238,7 +246,7 @@ def prepare(inputs: Sequence[str], outdir: str, *, remus: str = "script",
     for item in loaded:
         check_domain_name(item.domain.name, item.source)
     check_unique(loaded)
-    results = [translate(item, remus=remus, with_json=with_json)
+    results = [translate(item, remus=remus, with_json=with_json, to_pvh=to_pvh)
                for item in loaded]
     plan = ConversionPlan(outdir=outdir, inputs=list(inputs),
                           results=results, skipped=skipped)

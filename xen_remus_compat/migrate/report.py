@@ -59,6 +59,10 @@ def format_report(plan: ConversionPlan, *, dry_run: bool = False,
             note = ("  (exists and differs: needs --force)"
                     if dry_run and item.status == "changed" and not force else "")
             lines.append(f"  {verb} {item.path}{note}")
+        if res.pvh_notes:
+            lines.append("  PVH:")
+            for note in res.pvh_notes:
+                lines.extend(_wrapped(note))
         if res.disk_notes:
             lines.append("  disk notes:")
             for note in res.disk_notes:

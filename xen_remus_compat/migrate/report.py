@@ -8,6 +8,7 @@ import difflib
 import textwrap
 from typing import Dict, List
 
+from ..config.formats.xlcfg import comment_text
 from .plan import ConversionPlan, PlannedFile
 
 # Longest key, and longest item, shown in the report before it is abbreviated.
@@ -16,8 +17,10 @@ _REPORT_ITEM_MAX = 600
 
 
 def _short(text: str, limit: int = _REPORT_VALUE_MAX) -> str:
-    """One line, abbreviated past ``limit`` (values can be megabytes)."""
-    text = " ".join(str(text).split())
+    """One line, abbreviated past ``limit`` (values can be megabytes); input
+    text never brings a control character (ESC, a line separator) to the
+    terminal."""
+    text = comment_text(" ".join(str(text).split()))
     if len(text) > limit:
         text = text[:limit - 3] + "..."
     return text

@@ -117,6 +117,19 @@ def _render(value: Value, key: str) -> str:
     return "[ " + ", ".join(quote(v, "'", key=key) for v in value) + " ]"
 
 
+def comment_text(text: Any) -> str:
+    """``text`` safe inside a ``#`` comment: one line, printable, every other
+    character (newlines, ESC, Unicode line separators) escaped."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   (_ESCAPES.get(c) or ("\\x%02x" % ord(c) if ord(c) < 0x100 else
+                                        "\\u%04x" % ord(c) if ord(c) < 0x10000 else
+                                        "\\U%08x" % ord(c)))
+                   for c in text)
+
+
 #: longest value copied into an ``# untranslated:`` comment
 COMMENT_VALUE_MAX = 400
 
@@ -142,9 +155,9 @@ def _oneline(value: Any) -> str:
         text = (text[:COMMENT_VALUE_MAX] +
                 f"... ({len(text)} characters; see the input)")
     try:
-        return quote(text)
+        return comment_text(quote(text))
     except ConfigError:
-        return quote(text.encode("utf-8", "backslashreplace").decode("ascii"))
+        return comment_text(quote(text.encode("utf-8", "backslashreplace").decode("ascii")))
 
 
 # --------------------------------------------------------------------------
@@ -164,7 +177,10 @@ class _Out:
 
     def skip(self, key: str, value: Any, reason: str) -> None:
         self.untranslated.append((key, reason))
-        self.comments.append(f"# untranslated: {key} = {_oneline(value)}  ({reason})")
+        # key and reason can hold input text (a hostile key name with a
+        # newline would otherwise put a live line into the file xl reads)
+        self.comments.append(f"# untranslated: {comment_text(key)} = {_oneline(value)}"
+                             f"  ({comment_text(reason)})")
 
     def text(self) -> str:
         lines = list(self.lines)

@@ -159,14 +159,16 @@ def write_atomic(target: Union[str, os.PathLike], data: Data, *,
 def write_all(files: Iterable[tuple], *, overwrite: bool = True,
               mode: int = 0o666, encoding: str = "utf-8",
               fsync: bool = True) -> List[str]:
-    """Write several ``(target, data)`` pairs as one batch.
+    """Write several ``(target, data)`` pairs as one batch, all or nothing.
 
     Phase 1 writes every temporary file; if any write fails, all temporary
-    files are removed and no target has changed.  Phase 2 renames them in
-    order.  A failure in phase 2 (rare: EEXIST with ``overwrite=False``, a
-    directory removed under us) leaves the targets renamed so far in place;
-    the returned/raised state says which: on error the exception gets an
-    attribute ``committed`` listing them.  Returns the committed targets.
+    files are removed and no target has changed.  Phase 2 keeps a hard-link
+    backup of each target it will replace, then renames the temporary files
+    in order.  If a rename fails (EEXIST with ``overwrite=False`` because a
+    file appeared, a directory removed under us), the targets renamed so far
+    are rolled back: new ones removed, replaced ones restored from their
+    backup, so the directory is as it was.  The error names the target, not
+    a temporary file.  Returns the committed targets.
     """
     pending: List[PendingFile] = []
     try:
@@ -177,23 +179,64 @@ def write_all(files: Iterable[tuple], *, overwrite: bool = True,
         for item in pending:
             abort(item)
         raise
-    done: List[str] = []
+    backups: dict = {}
+    done: List[PendingFile] = []
     try:
         for item in pending:
+            if item.overwrite and os.path.lexists(item.target):
+                backups[item.target] = _backup(item.target)
+        for item in pending:
             commit(item)
-            done.append(item.target)
+            done.append(item)
     except BaseException as exc:
         for item in pending[len(done):]:
             abort(item)
+        _roll_back(done, backups)
+        for backup in backups.values():
+            _unlink_quietly(backup)
+        if isinstance(exc, OSError) and exc.filename and \
+                os.path.basename(exc.filename).endswith(".tmp"):
+            exc.filename = exc.filename2 or exc.filename
         try:
-            exc.committed = list(done)   # type: ignore[attr-defined]
+            exc.committed = []          # type: ignore[attr-defined]
         except AttributeError:  # pragma: no cover - exotic exception types
             pass
         raise
+    for backup in backups.values():
+        _unlink_quietly(backup)
+    targets = [item.target for item in done]
     if fsync:
-        for directory in sorted({os.path.dirname(t) for t in done}):
+        for directory in sorted({os.path.dirname(t) for t in targets}):
             _fsync_dir(directory)
-    return done
+    return targets
+
+
+def _backup(target: str) -> str:
+    """A hard link to ``target`` beside it (same file system, no copy)."""
+    directory, base = os.path.split(target)
+    for _ in range(100):
+        name = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.bak")
+        try:
+            os.link(target, name)
+            return name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free backup name", target)  # pragma: no cover
+
+
+def _roll_back(done: List[PendingFile], backups: dict) -> None:
+    """Undo committed renames, newest first (best effort: the original error
+    is the one the caller reports)."""
+    for item in reversed(done):
+        try:
+            backup = backups.get(item.target)
+            if backup is not None:
+                os.replace(backup, item.target)
+                backups.pop(item.target)
+            else:
+                _unlink_quietly(item.target)
+        except OSError:  # pragma: no cover - the directory vanished under us
+            pass
 
 
 def cleanup_stale(directory: Union[str, os.PathLike],

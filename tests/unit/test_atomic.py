@@ -59,15 +59,35 @@ def test_batch_failure_in_write_phase_touches_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["keep.cfg"]
 
 
-def test_batch_failure_in_commit_phase_reports_committed(tmp_path):
+def test_batch_failure_in_commit_phase_rolls_back(tmp_path):
+    # all or nothing (issue 12, item 11): a.cfg, renamed before b.cfg failed,
+    # is removed again; the error names the target, not a temporary file
     (tmp_path / "b.cfg").write_text("someone else's")
     files = [(tmp_path / "a.cfg", "A"), (tmp_path / "b.cfg", "B"),
              (tmp_path / "c.cfg", "C")]
     with pytest.raises(FileExistsError) as info:
         atomic.write_all(files, overwrite=False)
-    assert info.value.committed == [str(tmp_path / "a.cfg")]
+    assert info.value.committed == []
+    assert not info.value.filename.endswith(".tmp")
     assert (tmp_path / "b.cfg").read_text() == "someone else's"
-    assert sorted(os.listdir(tmp_path)) == ["a.cfg", "b.cfg"]
+    assert sorted(os.listdir(tmp_path)) == ["b.cfg"]
+
+
+def test_batch_failure_restores_replaced_files(tmp_path, monkeypatch):
+    (tmp_path / "a.cfg").write_text("old A")
+    real = atomic.commit
+    calls = []
+
+    def failing(item):
+        calls.append(item.target)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", item.target)
+        real(item)
+    monkeypatch.setattr(atomic, "commit", failing)
+    with pytest.raises(OSError):
+        atomic.write_all([(tmp_path / "a.cfg", "new A"), (tmp_path / "b.cfg", "B")])
+    assert (tmp_path / "a.cfg").read_text() == "old A"
+    assert sorted(os.listdir(tmp_path)) == ["a.cfg"]        # no .tmp, no .bak left
 
 
 def test_batch_success(tmp_path):

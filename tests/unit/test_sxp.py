@@ -475,9 +475,21 @@ def test_xend_test_sxp_expectations(fixtures_dir):
 # -- robustness -------------------------------------------------------------------
 
 def test_deep_nesting_bounded():
+    # the reader refuses nesting past MAX_DEPTH at the first '(' too many
+    # (issue 12: millions of '(' took gigabytes before anything noticed) ...
     e = err("(" * 100000)
-    assert (e.line, e.col) == (1, 100000) and "\n" not in str(e)
-    v = loads("(x " * 100000 + "a" + ")" * 100000)[0]
+    assert (e.line, e.col) == (1, sxp.reader.MAX_DEPTH + 1) and "\n" not in str(e)
+    assert "nested more than" in str(e)
+    assert len(loads("(" * 256 + ")" * 256)) == 1
+    # ... the legacy parser keeps the legacy reader's unbounded depth
+    p = sxp.Parser(legacy=True)
+    p.input("(" * 1000 + ")" * 1000)
+    p.input_eof()
+    assert p.ready()
+    # and the accessors and the printer stay iterative on any depth
+    v = "a"
+    for _ in range(100000):
+        v = ["x", v]                 # what "(x " * 100000 + "a" + ")" * 100000 was
     text = sxp.to_string(v)
     assert len(text) == 100000 * 4 + 1 and text.startswith("(x (x ")
     assert sum(1 for _ in sxp.elements(v)) == 100000

@@ -9,6 +9,7 @@ xl-side.md §1.8 for remus disks, §4 for libxl JSON, §6 for the concept map).
 from __future__ import annotations
 
 import os
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -187,14 +188,33 @@ def translate(item: LoadedDomain, *, remus: str = "script",
 
 # ------------------------------------------------------------------ output
 
+#: what a non-regular file at a target is called in the refusal
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
 def _read_existing(path: str) -> Tuple[Optional[str], bool]:
+    """What is at ``path`` now: (text or None, unreadable).  Anything but a
+    regular file is refused before it is opened (a FIFO would block the
+    read; a dangling symlink would look absent and be written through)."""
     try:
-        with open(path, "rb") as handle:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None, False
+    except OSError as exc:
+        raise os_error(exc, path) from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise errors.OutputExistsError(f"is {kind}; refusing to write there "
+                                       "(remove it, or choose another OUTDIR)",
+                                       source=path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
             raw = handle.read(MAX_INPUT_BYTES + 1)
     except FileNotFoundError:
         return None, False
-    except IsADirectoryError:
-        return None, True
     except OSError as exc:
         raise os_error(exc, path) from exc
     try:

@@ -5,8 +5,10 @@ by one compiled regular expression that takes a whole token per step.
 Atoms, strings and comments that run past the end of an input chunk continue
 in their own states, so the incremental legacy :class:`~.parser.Parser`
 (``input``/``input_eof``) and the modern :func:`~.load.loads` are the same
-code and cannot disagree.  The reader keeps no Python recursion: nesting
-depth is bounded by memory only.
+code and cannot disagree.  The reader keeps no Python recursion; nesting
+deeper than :data:`MAX_DEPTH` is an error in the modern modes (a hostile
+input of millions of ``(`` would otherwise take gigabytes before anything
+noticed), while the legacy mode keeps the legacy reader's unbounded depth.
 
 Every error names its line and column; with ``positions=True`` the reader
 also records where each list starts (:class:`Position`: line, column and
@@ -41,6 +43,11 @@ from .syntax import EOT, QUOTES
 from .unescape import EscapeError, decode_escapes
 
 log = logging.getLogger("xen_remus_compat")
+
+
+#: deepest list nesting the modern reader accepts (xend configurations nest
+#: less than ten levels; every consumer below recurses at most this deep)
+MAX_DEPTH = 256
 
 
 # -- errors ---------------------------------------------------------------------
@@ -177,6 +184,7 @@ class Reader:
         self.source = source if source is not None else "<input>"
         self._m = _mode("legacy" if legacy else "ascii" if ascii_only else "modern")
         self._positions = positions
+        self._max_depth = 1 << 62 if legacy else MAX_DEPTH
         self._warn: Callable[[ParseError], None] = _log_warning
         self.reset()
 
@@ -332,6 +340,9 @@ class Reader:
                         return n
                     cur.append(atom)
                 elif k == 1:                                 # (
+                    if len(stack) >= self._max_depth:
+                        raise self._error(f"lists nested more than {MAX_DEPTH} levels deep",
+                                          t.start(1))
                     stack.append(cur)
                     opens.append(base + t.start(1))
                     cur = []

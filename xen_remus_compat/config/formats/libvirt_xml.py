@@ -32,6 +32,7 @@ from typing import Callable, Dict, Union
 
 from lxml import etree
 
+from .. import limits
 from ...errors import ConfigError
 from ..model import Domain, HvmSettings, Vfb
 from .libvirt_xml_ctx import Ctx, element_children
@@ -114,6 +115,7 @@ def domain_from_xml(data: Union[str, bytes], *, source: str) -> Domain:
             handler(ctx, child)
 
     _finish(ctx, root)
+    limits.check_domain(dom, fail=lambda m: ctx.error(root, m))
     return dom
 
 

@@ -30,6 +30,7 @@ import shlex
 from typing import Any, Callable, Dict, List, Optional
 
 from ...errors import ConfigError
+from .. import limits
 from ..common import (ACTIONS_TO_LIBXL, LIBXL_TO_ACTION, MEMKB, SHUTDOWN_KEYS, TIMER_MODES,
                       affinity_fields, canonical_uuid, format_cpulist, libxl_action,
                       online_vcpus, parse_cpulist, vfb_type, xl_action)
@@ -229,6 +230,7 @@ def domain_from_libxl(cfg: Dict[str, Any], *, domid: Optional[int] = None,
             setattr(dom, key, _action_in(r, key, value))
         else:
             _keep(dom.extra, key, value)
+    limits.check_domain(dom, fail=lambda m: ConfigError(m, source=r.source))
     return dom
 
 
@@ -259,7 +261,11 @@ def _hvm_only(handler: Handler) -> Handler:
 
 
 def _avail_vcpus(r: _Reader, dom: Domain, path: str, value: Any) -> None:
-    dom.vcpu_avail = sum(1 << i for i in set(r.bits(path, value)))
+    bits = set(r.bits(path, value))
+    top = max(limits.MAX_VCPUS.values())
+    if bits and (max(bits) >= top or min(bits) < 0):
+        raise r.error(path, f"vcpu numbers must be 0 to {top - 1}")
+    dom.vcpu_avail = sum(1 << i for i in bits)
 
 
 def _hard_affinity(r: _Reader, dom: Domain, path: str, value: Any) -> None:
@@ -351,6 +357,8 @@ def _read_b_info(r: _Reader, dom: Domain, b: Dict[str, Any]) -> None:
             _keep(dom.extra, path, value)
         else:
             handler(r, dom, path, value)
+    limits.check_vcpus(dom.vcpus, key="max_vcpus",
+                       fail=lambda m: r.error("b_info.max_vcpus", m))
     if dom.vcpu_avail is not None:
         dom.vcpus_online = online_vcpus(dom.vcpu_avail, dom.vcpus)
 

@@ -36,6 +36,7 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import ConfigError
+from .. import limits
 from ..common import ACTIONS, affinity_fields, canonical_uuid, online_vcpus, vfb_type
 from ..model import Domain, HvmSettings, Vfb
 from .sxpr_devices import VFB_KEYS, add_image_cdrom, read_device
@@ -124,6 +125,8 @@ def domain_from_sxpr(sxpr: Sequence, *, source: Optional[str] = None) -> Domain:
             _TOP[key](ctx, path, dom, item)
         else:
             dom.extra.append((key, tail(item)))
+    # sizes first: nothing below may build a bitmap from a hostile vcpus value
+    limits.check_vcpus(dom.vcpus, fail=lambda m: ctx.error(f"{root}/vcpus", m))
     _finish_vcpus(ctx, root, dom)
     if have_cpus or cpu_legacy:
         _set_cpus(ctx, f"{root}/cpus", dom, cpus_value, cpu_legacy,
@@ -133,6 +136,7 @@ def domain_from_sxpr(sxpr: Sequence, *, source: Optional[str] = None) -> Domain:
     for _, item in devices:
         read_device(ctx, f"{root}/device", dom, item)
     add_image_cdrom(ctx, dom)
+    limits.check_domain(dom, fail=lambda m: ctx.error(root, m))
     return dom
 
 

@@ -8,7 +8,19 @@ PKGS=(
   gcc make pkg-config python3-dev
   iproute2 kmod
   qemu-system-x86 busybox-static
+  # the xen tier (tests/xen, docs/xen-tier.md): Debian's hypervisor and kernel
+  # are fetched with apt-get download; the shadow-paging hypervisor is built
+  # from Debian's xen source package (dpkg-source, flex, bison); HVM guests
+  # need the device model from qemu-system-xen
+  dpkg-dev xz-utils flex bison python3
+  qemu-system-xen
   openssh-server openssh-client             
+  # the packages (make wheel, make deb; tests/e2e/test_package.py): Debian's
+  # packaging tools, the .deb's dependencies (its commands run with Debian's
+  # python3), systemd-analyze, bash-completion
+  debhelper dh-python lintian fakeroot python3-all-dev python3-setuptools
+  python3-lxml python3-pyroute2 python3-fissix
+  systemd man-db bash-completion
 )
 missing=()
 for p in "${PKGS[@]}"; do

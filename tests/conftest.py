@@ -11,7 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = pathlib.Path(os.environ.get(
     "XRC_FIXTURES", ROOT.parent / "shared" / "fixtures")).resolve()
-TIERS = ("unit", "conformance", "linux", "e2e", "qemu", "xenhost")
+TIERS = ("unit", "conformance", "linux", "e2e", "qemu", "xenhost", "xen")
 
 _not_run: dict = {}
 

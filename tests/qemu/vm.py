@@ -427,6 +427,13 @@ def run_script(script: str, *, rundir: pathlib.Path, kernel: Optional[Kernel] = 
     rundir.mkdir(parents=True, exist_ok=True)
     (rundir / "run.sh").write_text(script)
     argv = qemu_command(kernel, initramfs, rundir, qemu=qemu, memory_mb=memory_mb, cpus=cpus)
+    return boot(argv, rundir, timeout)
+
+
+def boot(argv: Sequence[str], rundir: pathlib.Path, timeout: float) -> VMRun:
+    """Run qemu (``argv``) to its end or ``timeout``, its console into
+    ``rundir/console.log``; the script's exit status is read from the
+    console's :data:`EXIT_MARK` line (shared with the xen tier, tests/xen)."""
     (rundir / "qemu.argv").write_text(shlex.join(argv) + "\n")
     console_path = rundir / "console.log"
     start = time.monotonic()
@@ -440,6 +447,10 @@ def run_script(script: str, *, rundir: pathlib.Path, kernel: Optional[Kernel] = 
             timed_out = True
             proc.kill()
             rc = proc.wait()
+        except BaseException:           # interrupted: leave no qemu behind
+            proc.kill()
+            proc.wait()
+            raise
     seconds = time.monotonic() - start
     text = console_path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
     m = re.search(rf"^{EXIT_MARK} (\d+)\s*$", text, re.M)

@@ -337,9 +337,13 @@ class LibxlSource:
             out = []
             for info in ctx.list_domains():
                 domid = info.get("domid", 0)
-                if domid == 0:
-                    continue   # dom0 has no stored libxl configuration
-                out.append(self._record(ctx, domid, info))
+                try:
+                    out.append(self._record(ctx, domid, info))
+                except errors.XenError as e:
+                    # as xl list -l does: a domain without a stored libxl
+                    # configuration (a dom0 that xen-init-dom0 never saw) is
+                    # left out; xen-init-dom0's stub config for domid 0 is not
+                    logger.debug("libxl: no configuration for domain %d: %s", domid, e)
             return out
 
 

@@ -24,7 +24,7 @@ from tests.xen import xenvm
 #: xl runs it with ``sh -c``, our remus splits it with shlex and execs it,
 #: so ``exec`` is for xl only)
 RECEIVER = "exec xl migrate-receive -r -e"
-OUR_RECEIVER = "xl migrate-receive -r -e"
+OUR_RECEIVER = RECEIVER        # -s "" runs it with sh -c, as xl does
 PROTECT_SECONDS = 20
 
 

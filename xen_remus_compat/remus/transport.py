@@ -7,11 +7,18 @@
 * ``TcpTransport`` - the legacy ``-p PORT`` path: connect to
   ``remus-receiver`` on the backup, send ``receive\\n``, read its one-line
   reply; it then runs ``xl migrate-receive -r`` on the connection, whose
-  banner follows.
+  banner follows.  With a TLS context the connection is TLS (the receiver's
+  certificate checked, ours presented): libxc still writes into a plain fd,
+  one end of a socket pair, and a relay thread owns the TLS socket.
 * ``BlackholeTransport`` - ``/dev/null``: no banner, no xl header.
 
 Every failure is a :class:`TransportError` that says what was tried; none
-leaves a child process behind.
+leaves a child process behind.  A destination is never taken for an
+option: one starting with ``-`` is refused, and ``ssh`` gets ``--`` before
+it, plus ``ServerAliveInterval``/``ServerAliveCountMax`` so that a backup
+that vanishes without closing TCP is noticed within
+:data:`SSH_DEAD_PEER_SECONDS` (the backup's sshd needs
+``ClientAliveInterval`` for the other direction: docs/remus.1).
 """
 from __future__ import annotations
 
@@ -21,7 +28,9 @@ import select
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from typing import List, Optional, Sequence
 
@@ -33,6 +42,32 @@ from ..stream.xl import BANNER  # defined once, in stream/xl.py
 RECEIVER_ARGV = ["xl", "migrate-receive", "-r"]
 LEGACY_HELLO = b"receive\n"
 DEFAULT_PORT = 8002
+#: ssh's keepalive probes (through the encrypted channel, so a proxy or NAT
+#: cannot answer them): ssh gives up after COUNT unanswered ones, about
+#: INTERVAL * COUNT seconds after the backup went silent (xl-side.md §3.1:
+#: nothing flows back in Remus mode, so every interval is probed).
+SSH_ALIVE_INTERVAL = 2
+SSH_ALIVE_COUNT = 3
+SSH_DEAD_PEER_SECONDS = SSH_ALIVE_INTERVAL * SSH_ALIVE_COUNT
+SSH_OPTIONS = ["-o", f"ServerAliveInterval={SSH_ALIVE_INTERVAL}",
+               "-o", f"ServerAliveCountMax={SSH_ALIVE_COUNT}"]
+
+
+def check_destination(dest: str, what: str = "destination") -> str:
+    """Refuse a host name that a command would read as an option."""
+    if dest.startswith("-"):
+        raise errors.InputError(f"refusing {what} {dest!r}: it starts with "
+                                "'-', so ssh would take it for an option")
+    if not dest or any(c in dest for c in "\0\n\r"):
+        raise errors.InputError(f"refusing {what} {dest!r}: not a host name")
+    return dest
+
+
+def check_port(port: int, what: str = "port") -> int:
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise errors.InputError(f"invalid {what} {port!r}: a TCP port is "
+                                "1-65535")
+    return port
 
 
 def _read_exact(fd: int, n: int, timeout: float, what: str) -> bytes:
@@ -126,21 +161,43 @@ class SshTransport(Transport):
         if ssh_command is None:
             ssh_command = "ssh"
         if ssh_command == "":
-            self.argv: List[str] = shlex.split(dest)
+            # as xl remus -s "": the destination is the whole command, run by
+            # the shell (so "exec xl migrate-receive -r -e" works unchanged)
+            self.argv: List[str] = ["/bin/sh", "-c", dest]
+            shown = [dest]
         else:
-            self.argv = shlex.split(ssh_command) + [dest] + list(receiver_argv)
-        self.description = " ".join(shlex.quote(a) for a in self.argv)
+            cmd = shlex.split(ssh_command)
+            check_destination(dest)
+            shown = cmd + [dest] + list(receiver_argv)
+            if cmd and os.path.basename(cmd[0]) == "ssh":
+                # the user's own -o options come first, and ssh keeps the
+                # first value it is given for each keyword
+                cmd = cmd + SSH_OPTIONS + ["--"]
+            self.argv = cmd + [dest] + list(receiver_argv)
+        #: what the user asked for (messages); ``argv`` is what runs
+        self.description = " ".join(shlex.quote(a) for a in shown)
         self.proc: Optional[subprocess.Popen] = None
+        self.stdin: Optional[socket.socket] = None
 
     def connect(self, timeout: float = 30.0) -> None:
+        logger.debug("running %s", " ".join(shlex.quote(a) for a in self.argv))
+        # the command's stdin is a socket, not a pipe: the engine's write
+        # deadline shuts a socket down to wake a write blocked on a hung
+        # backup, which a pipe cannot be (docs/decisions.md, "Hardening
+        # the primary")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen(self.argv, stdin=theirs.fileno(),
                                          stdout=subprocess.PIPE, close_fds=True,
                                          start_new_session=True)
         except OSError as e:
+            ours.close()
             raise TransportError(f"cannot start {self.description}: "
                                  f"{os.strerror(e.errno)}") from e
-        self.wfd = self.proc.stdin.fileno()
+        finally:
+            theirs.close()
+        self.stdin = ours
+        self.wfd = ours.fileno()
         self.rfd = self.proc.stdout.fileno()
         try:
             expect_banner(self.rfd, timeout, f"backup via {self.description}")
@@ -169,15 +226,17 @@ class SshTransport(Transport):
     def close(self) -> None:
         if self.proc is None:
             return
-        for f in (self.proc.stdin, self.proc.stdout):
+        for f in (self.stdin, self.proc.stdout):
             try:
                 f.close()
             except OSError:
                 pass
+        self.stdin = None
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)    # a stopped one too
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -188,10 +247,14 @@ class SshTransport(Transport):
 
 
 class TcpTransport(Transport):
-    def __init__(self, host: str, port: int = DEFAULT_PORT) -> None:
-        self.host, self.port = host, port
-        self.description = f"remus-receiver at {host}:{port}"
+    def __init__(self, host: str, port: int = DEFAULT_PORT,
+                 tls: Optional[ssl.SSLContext] = None) -> None:
+        self.host, self.port = host, check_port(port)
+        self.tls = tls
+        self.description = (f"remus-receiver at {host}:{port}"
+                            + (" (TLS)" if tls is not None else ""))
         self.sock: Optional[socket.socket] = None
+        self.relay: Optional[_TlsRelay] = None
 
     def connect(self, timeout: float = 30.0) -> None:
         try:
@@ -199,6 +262,9 @@ class TcpTransport(Transport):
         except OSError as e:
             raise TransportError(f"cannot connect to {self.description}: "
                                  f"{e.strerror or e}") from e
+        if self.tls is not None:
+            self._connect_tls(timeout)
+            return
         self.sock.settimeout(None)
         fd = self.sock.fileno()
         self.sock.sendall(LEGACY_HELLO)
@@ -210,17 +276,66 @@ class TcpTransport(Transport):
                 raise TransportError(f"{self.description}: bad greeting {reply!r}")
             reply += _read_exact(fd, 1, max(0.1, deadline - time.monotonic()),
                                  self.description)
+        self._check_reply(reply)
+        self.wfd = self.rfd = fd
+        expect_banner(fd, timeout, self.description)
+
+    def _check_reply(self, reply: bytes) -> None:
         if not reply.startswith(b"(ready"):
             self.close()
             raise TransportError(f"{self.description} refused: "
                                  f"{reply.decode('latin-1').strip()}")
         logger.debug("%s: %r", self.description, reply)
-        self.wfd = self.rfd = fd
-        expect_banner(fd, timeout, self.description)
+
+    def _connect_tls(self, timeout: float) -> None:
+        """Handshake, greeting and banner over TLS (blocking, with the
+        timeout), then hand libxc a socket pair relayed to the TLS socket."""
+        try:
+            tls = self.tls.wrap_socket(self.sock, server_hostname=self.host)
+            self.sock = tls
+            tls.sendall(LEGACY_HELLO)
+            want = len(BANNER)
+            data = b""
+            deadline = time.monotonic() + timeout
+            while b"\n" not in data or len(data) - data.index(b"\n") - 1 < want:
+                if time.monotonic() > deadline:
+                    raise socket.timeout("timed out")
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+                if b"\n" not in data and len(data) > 80:
+                    break
+                if data.startswith(b"(err") and b"\n" in data:
+                    break
+        except ssl.SSLCertVerificationError as e:
+            self.close()
+            raise TransportError(f"{self.description}: the receiver's "
+                                 f"certificate was refused: "
+                                 f"{e.verify_message or e.reason}") from e
+        except (ssl.SSLError, OSError) as e:
+            reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+            self.close()
+            raise TransportError(f"{self.description}: TLS failed: {reason}") from e
+        if b"\n" not in data:
+            self.close()
+            raise TransportError(f"{self.description}: bad greeting {data!r}")
+        reply, rest = data.split(b"\n", 1)
+        self._check_reply(reply + b"\n")
+        if rest[:len(BANNER)] != BANNER:
+            self.close()
+            raise TransportError(f"{self.description}: unexpected banner "
+                                 f"{rest[:len(BANNER)]!r} (is the backup "
+                                 "running xl migrate-receive -r?)")
+        self.relay = _TlsRelay(tls, self.description)
+        self.wfd = self.relay.fd
+        self.rfd = None
 
     def check_alive(self, wait: float = 0.0) -> Optional[str]:
         """Nothing flows back after the banner (xl-side.md §3.1) except
         remus-receiver's ``(err ...)`` line when it refuses the stream."""
+        if self.relay is not None:
+            return self.relay.check(wait)
         if self.sock is None:
             return None
         try:
@@ -234,14 +349,12 @@ class TcpTransport(Transport):
             if e.errno in (errno.ECONNRESET, errno.EPIPE):
                 return f"{self.description} closed the connection ({e.strerror})"
             return f"{self.description}: {e.strerror or e}"
-        if not data:
-            return f"{self.description} closed the connection"
-        line = data.split(b"\n", 1)[0].decode("utf-8", "replace")
-        if line.startswith("(err"):
-            return f"{self.description} refused the stream: {_err_value(line)}"
-        return f"{self.description} sent unexpected data {data[:60]!r}"
+        return _judge(self.description, data)
 
     def close(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -249,3 +362,102 @@ class TcpTransport(Transport):
                 pass
             self.sock = None
             self.wfd, self.rfd = -1, None
+
+
+def _judge(description: str, data: bytes) -> str:
+    if not data:
+        return f"{description} closed the connection"
+    line = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+    if line.startswith("(err"):
+        return f"{description} refused the stream: {_err_value(line)}"
+    return f"{description} sent unexpected data {data[:60]!r}"
+
+
+class _TlsRelay:
+    """Plain bytes written to ``fd`` go out on the TLS socket, from one
+    thread that owns it (an SSL object must not be used from two threads);
+    what the receiver sends back (an ``(err ...)`` line) is kept for
+    :meth:`check`.  When TLS fails the pair is shut, so the writer (libxc)
+    gets EPIPE as it would from a broken TCP connection.  The pair's send
+    buffer is kept small: what the engine has "sent" is at most that much
+    ahead of the TLS socket."""
+
+    BUFFER = 64 << 10
+
+    def __init__(self, tls: ssl.SSLSocket, description: str) -> None:
+        self.tls = tls
+        self.description = description
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for sk in (ours, theirs):
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.BUFFER)
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.BUFFER)
+        self.writer, self.reader = theirs, ours
+        self.fd = theirs.fileno()
+        self.back = b""
+        self.failed: Optional[str] = None
+        self.done = threading.Event()
+        self.stopping = False
+        tls.setblocking(True)
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name="remus-tls-relay")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping:
+                want = [self.reader, self.tls]
+                if self.tls.pending():
+                    r = [self.tls]
+                else:
+                    r, _, _ = select.select(want, [], [], 0.5)
+                if self.tls in r:
+                    try:
+                        self.tls.settimeout(0.0)
+                        got = self.tls.recv(4096)
+                    except (ssl.SSLWantReadError, BlockingIOError):
+                        got = None
+                    finally:
+                        self.tls.settimeout(None)
+                    if got == b"":
+                        self.failed = self.failed or _judge(self.description, self.back)
+                        break
+                    if got:
+                        self.back = (self.back + got)[:4096]
+                if self.reader in r:
+                    data = self.reader.recv(1 << 16)
+                    if not data:            # the engine closed its end
+                        break
+                    self.tls.sendall(data)
+        except (ssl.SSLError, OSError) as e:
+            self.failed = self.failed or (f"{self.description}: "
+                                          f"{getattr(e, 'strerror', None) or e}")
+        finally:
+            try:
+                self.reader.shutdown(socket.SHUT_RDWR)   # the writer sees EPIPE
+            except OSError:
+                pass
+            self.done.set()
+
+    def check(self, wait: float = 0.0) -> Optional[str]:
+        if self.back.startswith(b"(err"):
+            return _judge(self.description, self.back)
+        if self.done.wait(wait):
+            return self.failed or _judge(self.description, self.back)
+        return _judge(self.description, self.back) if self.back else None
+
+    def close(self) -> None:
+        try:
+            self.writer.close()          # EOF for the thread: flush, stop
+        except OSError:
+            pass
+        if not self.done.wait(5):       # stuck sending to a hung receiver
+            self.stopping = True
+            try:    # wake it (the plain shutdown: the SSL object stays valid)
+                socket.socket.shutdown(self.tls, socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.done.wait(1)
+        try:
+            self.reader.close()
+        except OSError:
+            pass

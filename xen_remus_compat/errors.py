@@ -183,6 +183,20 @@ class CheckpointFailed(CompatError):
     exit_status = 1
 
 
+class DeviceModelError(CompatError):
+    """An HVM guest's device model (qemu-xen, over QMP) could not be paused,
+    saved, resumed or switched; the message names the domain, the QMP socket
+    and the command (exit status 1)."""
+
+    exit_status = 1
+
+    def __init__(self, message: str, *, socket: Optional[str] = None,
+                 command: Optional[str] = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.socket = socket
+        self.command = command
+
+
 # -- output-commit devices (devices/) ------------------------------------------
 
 class NetbufError(CompatError):

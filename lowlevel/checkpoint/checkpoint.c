@@ -20,6 +20,7 @@ typedef struct {
     struct cp_state cp;
     PyThreadState *tstate;
     PyObject *callbacks[3];             /* suspend, postcopy, checkpoint */
+    PyObject *logdirty_cb;              /* HVM: the qemu log-dirty switch */
     PyObject *exc_type, *exc_value, *exc_tb;
     int busy;
 } Checkpointer;
@@ -133,6 +134,34 @@ static int hook_checkpoint(void *opaque)
     return run_callback(opaque, CB_CHECKPOINT, CP_STOP);
 }
 
+/* HVM: logdirty_cb(enable) switches the device model's log-dirty
+ * tracking; None or truthy: done, falsy: failed, raises: stop and raise. */
+static int hook_logdirty(void *opaque, unsigned int enable)
+{
+    Checkpointer *self = opaque;
+    PyObject *r;
+    int verdict;
+
+    PyEval_RestoreThread(self->tstate);
+    if (!(r = PyObject_CallFunction(self->logdirty_cb, "O",
+                                    enable ? Py_True : Py_False))) {
+        stash_exception(self);
+        verdict = CP_EXCEPTION;
+    } else {
+        int truth = r == Py_None ? 1 : PyObject_IsTrue(r);
+
+        Py_DECREF(r);
+        if (truth < 0) {
+            stash_exception(self);
+            verdict = CP_EXCEPTION;
+        } else {
+            verdict = truth ? CP_GO : CP_STOP;
+        }
+    }
+    self->tstate = PyEval_SaveThread();
+    return verdict;
+}
+
 static int hook_interrupted(void *opaque)
 {
     Checkpointer *self = opaque;
@@ -160,11 +189,12 @@ static int check_idle(Checkpointer *self, const char *what)
 
 PyDoc_STRVAR(open_doc,
 "open(domid)\n\n"
-"Attach to a running PV or PVH domain: control, xenstore and event-channel\n"
-"handles, the @releaseDomain watch and, when the guest offers one, its\n"
-"suspend event channel (else it is suspended through xenstore; see\n"
-"suspend_path).  HVM guests with a device model (HVM, PV-on-HVM) are\n"
-"refused.");
+"Attach to a running PV, PVH or HVM domain: control, xenstore and\n"
+"event-channel handles, the @releaseDomain watch and, when the guest\n"
+"offers one, its suspend event channel (else it is suspended through\n"
+"xenstore, or, an HVM guest without PV drivers, with the hypervisor's\n"
+"shutdown/suspend; see suspend_path).  An HVM guest whose device model\n"
+"runs in a stub domain is refused.");
 
 static PyObject *Checkpointer_open(Checkpointer *self, PyObject *args)
 {
@@ -216,29 +246,36 @@ static const char *const callback_names[3] = {
 
 PyDoc_STRVAR(start_doc,
 "start(iofile, suspend_cb=None, postcopy_cb=None, checkpoint_cb=None,\n"
-"      interval=0, flags=0)\n\n"
+"      interval=0, flags=0, logdirty_cb=None)\n\n"
 "Write a Remus (checkpointed) libxc stream of the domain to iofile until\n"
 "checkpoint_cb returns a false value or something fails.  suspend_cb runs\n"
 "once the guest is suspended, postcopy_cb before it is resumed,\n"
 "checkpoint_cb after the checkpoint is on the fd and the guest runs again.\n"
-"interval > 0 (ms) suspends the guest from a timer.  Returns None; raises\n"
-"error, or re-raises what a callback raised, with the guest running.");
+"interval > 0 (ms) suspends the guest from a timer.  An HVM guest needs\n"
+"logdirty_cb(enable), libxc's switch of the device model's log-dirty\n"
+"tracking (on before the first pass, off at the end); its caller saves\n"
+"the device model in suspend_cb, resumes it in postcopy_cb and writes\n"
+"the emulator records in checkpoint_cb.  Returns None; raises error, or\n"
+"re-raises what a callback raised, with the guest running.");
 
 static PyObject *Checkpointer_start(Checkpointer *self, PyObject *args,
                                     PyObject *kwds)
 {
     static char *kwlist[] = { "iofile", "suspend_cb", "postcopy_cb",
-                              "checkpoint_cb", "interval", "flags", NULL };
+                              "checkpoint_cb", "interval", "flags",
+                              "logdirty_cb", NULL };
     static const struct cp_hooks hooks_template = {
-        hook_suspend, hook_postcopy, hook_checkpoint, hook_interrupted, NULL };
+        hook_suspend, hook_postcopy, hook_checkpoint, hook_interrupted, NULL,
+        NULL };
     PyObject *iofile, *cbs[3] = { Py_None, Py_None, Py_None };
+    PyObject *logdirty = Py_None;
     unsigned int interval = 0, flags = 0;
     struct cp_hooks hooks = hooks_template;
     int fd, rc, i;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OOOII:start", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OOOIIO:start", kwlist,
                                      &iofile, &cbs[0], &cbs[1], &cbs[2],
-                                     &interval, &flags))
+                                     &interval, &flags, &logdirty))
         return NULL;
     fd = PyObject_AsFileDescriptor(iofile);
     if (fd < 0) {
@@ -251,6 +288,10 @@ static PyObject *Checkpointer_start(Checkpointer *self, PyObject *args,
             return NULL;
         }
     }
+    if (logdirty != Py_None && !PyCallable_Check(logdirty)) {
+        PyErr_SetString(PyExc_TypeError, "logdirty callback not callable");
+        return NULL;
+    }
     if (check_idle(self, "checkpointer is already running"))
         return NULL;
     if (!self->cp.opened)
@@ -258,6 +299,10 @@ static PyObject *Checkpointer_start(Checkpointer *self, PyObject *args,
 
     for (i = 0; i < 3; i++)
         self->callbacks[i] = cbs[i] == Py_None ? NULL : Py_NewRef(cbs[i]);
+    if (logdirty != Py_None) {
+        self->logdirty_cb = Py_NewRef(logdirty);
+        hooks.logdirty = hook_logdirty;
+    }
     Py_INCREF(iofile);
     clear_exception(self);
     hooks.opaque = self;
@@ -271,6 +316,7 @@ static PyObject *Checkpointer_start(Checkpointer *self, PyObject *args,
     self->busy = 0;
     for (i = 0; i < 3; i++)
         Py_CLEAR(self->callbacks[i]);
+    Py_CLEAR(self->logdirty_cb);
     Py_DECREF(iofile);
     if (self->exc_type) {
         if (self->cp.has_err)       /* say so, but raise what Python raised */
@@ -370,17 +416,55 @@ static int set_timeout(Checkpointer *self, PyObject *value, void *closure)
     return 0;
 }
 
+static PyObject *get_write_timeout(Checkpointer *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLong(self->cp.write_timeout_ms);
+}
+
+static int set_write_timeout(Checkpointer *self, PyObject *value,
+                             void *closure)
+{
+    unsigned long ms;
+
+    (void)closure;
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete write_timeout");
+        return -1;
+    }
+    ms = PyLong_AsUnsignedLong(value);
+    if (PyErr_Occurred())
+        return -1;
+    if (ms > 3600000) {
+        PyErr_SetString(PyExc_ValueError,
+                        "write_timeout must be 0..3600000 ms");
+        return -1;
+    }
+    self->cp.write_timeout_ms = (unsigned int)ms;
+    return 0;
+}
+
 static PyGetSetDef Checkpointer_getset[] = {
     { "domid", (getter)get_domid, NULL,
       "The open domain, or None.", NULL },
     { "guest_type", (getter)get_guest_type, NULL,
-      "'pv' or 'pvh' for the open domain, or None.", NULL },
+      "'pv', 'pvh' or 'hvm' (a device model completes its platform) for\n"
+      "the open domain, or None.", NULL },
     { "suspend_path", (getter)get_suspend_path, NULL,
       "How the open domain is suspended: 'evtchn' (its suspend event\n"
-      "channel) or 'xenstore' (control/shutdown, bounded by\n"
-      "suspend_timeout); None when not open.", NULL },
+      "channel), 'xenstore' (control/shutdown, bounded by\n"
+      "suspend_timeout) or 'hypercall' (an HVM guest without PV drivers:\n"
+      "xc_domain_shutdown(SHUTDOWN_suspend)); for HVM what the next\n"
+      "suspend would use; None when not open.", NULL },
     { "suspend_timeout", (getter)get_timeout, (setter)set_timeout,
       "How long (ms) to wait for the guest to suspend; default 5000.", NULL },
+    { "write_timeout", (getter)get_write_timeout,
+      (setter)set_write_timeout,
+      "The write deadline (ms) of start() on a socket; 0 (the default):\n"
+      "none.  No write to the stream may block longer, and an epoch's\n"
+      "writes must end within it of the guest's suspension; past it the\n"
+      "socket is shut down, the guest resumed and start() raises error\n"
+      "with errno ETIMEDOUT.", NULL },
     { NULL, NULL, NULL, NULL, NULL },
 };
 

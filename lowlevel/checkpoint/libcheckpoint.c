@@ -14,7 +14,11 @@
  *    operation is kept, with its errno;
  *  - PVH guests (HVM containers without a device model) are checkpointed
  *    like PV ones, as libxl suspends and resumes them; HVM guests with a
- *    device model are refused;
+ *    device model are suspended as libxl suspends them (event channel,
+ *    else the hypervisor's shutdown/suspend when the guest has no PV
+ *    drivers, else xenstore) and their caller saves the device model
+ *    (the qemu log-dirty switch is bounced to it); a device model in a
+ *    stub domain is refused;
  *  - a log-dirty probe tells, before anything is sent, a hypervisor that
  *    cannot track the guest's dirty memory (no shadow paging for PV).
  */
@@ -27,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -39,6 +45,8 @@
 #include <xen/sched.h>
 
 #define INITIAL_WATCH_MS 500
+/* how often the write watchdog looks at the clock outside an epoch */
+#define WATCHDOG_TICK_MS 20
 
 /* ---------------------------------------------------------------- errors */
 
@@ -82,7 +90,12 @@ static void log_vmessage(xentoollog_logger *lg, xentoollog_level level,
         snprintf(cp->xcerr, sizeof(cp->xcerr), "%s", msg);
         cp->xcerr_errno = errnoval > 0 ? errnoval : 0;
     }
-    if (cp->quiet)
+    /* a write that timed out (SO_SNDTIMEO) or was shut down by the
+     * watchdog: cp_save() says so in one line */
+    if (cp->write_timeout_ms && (errnoval == EAGAIN ||
+        __atomic_load_n(&cp->wd_fired, __ATOMIC_ACQUIRE)))
+        __atomic_store_n(&cp->quiet, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&cp->quiet, __ATOMIC_RELAXED))
         return;
     fprintf(stderr, "%s: %s: %s%s%s\n", context ? context : "xc",
             level >= XTL_ERROR ? "error" : "warning", msg,
@@ -175,7 +188,10 @@ static enum gstate guest_state(struct cp_state *cp, unsigned int *reason)
 
     if (n < 0)
         return G_ERROR;
-    if (n == 0 || info.domid != cp->domid)
+    /* A domain being destroyed (xl destroy: dying, not shut down) will never
+     * suspend: say so at once, so the stream ends and the backup fails over
+     * now instead of after the suspend timeout. */
+    if (n == 0 || info.domid != cp->domid || info.dying)
         return G_GONE;
     if (!info.shutdown)
         return G_RUNNING;
@@ -194,6 +210,15 @@ static void drain_watches(struct cp_state *cp)
 
 /* ------------------------------------------------------ suspend, resume */
 
+/* How often a suspend wait looks at the domain's state (ms). */
+#define STATE_POLL_MS 100
+
+static int64_t slice_end(int64_t deadline)
+{
+    int64_t slice = now_ms() + STATE_POLL_MS;
+    return slice < deadline ? slice : deadline;
+}
+
 static int suspend_evtchn(struct cp_state *cp)
 {
     int64_t deadline = now_ms() + cp->suspend_timeout_ms;
@@ -204,7 +229,19 @@ static int suspend_evtchn(struct cp_state *cp)
                   cp->local_port);
         return -1;
     }
-    rc = wait_readable(cp, xenevtchn_fd(cp->xce), deadline, 1);
+    for (;;) {
+        /* in slices, so that a domain destroyed meanwhile is seen at once */
+        rc = wait_readable(cp, xenevtchn_fd(cp->xce), slice_end(deadline), 1);
+        if (rc == -ETIMEDOUT && now_ms() < deadline) {
+            if (guest_state(cp, NULL) == G_GONE) {
+                set_error(cp, ESRCH, "domain %u disappeared while suspending",
+                          cp->domid);
+                return -1;
+            }
+            continue;
+        }
+        break;
+    }
     if (rc) {
         set_error(cp, -rc, "domain %u did not suspend within %u ms "
                   "(event channel)", cp->domid, cp->suspend_timeout_ms);
@@ -275,12 +312,16 @@ static int suspend_xenstore(struct cp_state *cp)
         case G_RUNNING:
             break;
         }
-        /* @releaseDomain fires on every domain state change. */
-        rc = wait_readable(cp, xs_fileno(cp->xsh), deadline, 0);
+        /* @releaseDomain fires on every domain state change, but not for a
+         * domain destroyed while we still map its memory (it stays dying):
+         * look again every slice. */
+        rc = wait_readable(cp, xs_fileno(cp->xsh), slice_end(deadline), 0);
         if (rc == 0) {
             drain_watches(cp);
             continue;
         }
+        if (rc == -ETIMEDOUT && now_ms() < deadline)
+            continue;
         if (!withdraw_request(cp, path)) {
             if (rc == -EINTR)
                 set_error(cp, EINTR, "suspend request to domain %u withdrawn: "
@@ -302,6 +343,88 @@ static int suspend_xenstore(struct cp_state *cp)
                   "not suspend within %u ms", cp->domid,
                   cp->suspend_timeout_ms);
         return -1;
+    }
+}
+
+/* libxl_dom_suspend.c (domain_suspend_callback_common), for an HVM guest,
+ * asked again at every suspend (PV drivers load and unload): its suspend
+ * event channel when we hold one and the guest is in ACPI S0; else the
+ * hypervisor's shutdown/suspend when it has no PV drivers (no
+ * HVM_PARAM_CALLBACK_IRQ) or sleeps in an S state; else its PV drivers'
+ * xenstore control/shutdown node.  Unreadable parameters count as 0, as
+ * in libxl. */
+static enum cp_hvm_suspend hvm_suspend_path(struct cp_state *cp)
+{
+    uint64_t pvdrv = 0, s_state = 0;
+
+    if (xc_hvm_param_get(cp->xch, cp->domid, HVM_PARAM_CALLBACK_IRQ, &pvdrv))
+        pvdrv = 0;
+    if (xc_hvm_param_get(cp->xch, cp->domid, HVM_PARAM_ACPI_S_STATE,
+                         &s_state))
+        s_state = 0;
+    if (!s_state && cp->local_port >= 0)
+        return CP_HVM_EVTCHN;
+    if (!pvdrv || s_state)
+        return CP_HVM_HYPERCALL;
+    return CP_HVM_XENSTORE;
+}
+
+/* xc_domain_shutdown(SHUTDOWN_suspend): the guest takes no part, Xen
+ * pauses it and marks it suspended; wait (bounded) for the state change on
+ * the @releaseDomain watch.  The request cannot be withdrawn, so an
+ * interruption lets it finish. */
+static int suspend_hypercall(struct cp_state *cp)
+{
+    int64_t deadline = now_ms() + cp->suspend_timeout_ms;
+    unsigned int reason = 0;
+    int rc;
+
+    drain_watches(cp);
+    if (xc_domain_shutdown(cp->xch, cp->domid, SHUTDOWN_suspend) < 0) {
+        set_error(cp, errno, "xc_domain_shutdown(SHUTDOWN_suspend) failed "
+                  "for HVM domain %u", cp->domid);
+        return -1;
+    }
+    for (;;) {
+        switch (guest_state(cp, &reason)) {
+        case G_SUSPENDED:
+            return 0;
+        case G_SHUTDOWN:
+            set_error(cp, 0, "domain %u shut down (reason %u) instead of "
+                      "suspending", cp->domid, reason);
+            return -1;
+        case G_GONE:
+            set_error(cp, ESRCH, "domain %u disappeared while suspending",
+                      cp->domid);
+            return -1;
+        case G_ERROR:
+            set_error(cp, errno, "error getting info for domain %u",
+                      cp->domid);
+            return -1;
+        case G_RUNNING:
+            break;
+        }
+        rc = wait_readable(cp, xs_fileno(cp->xsh), deadline, 1);
+        if (rc) {
+            set_error(cp, -rc, "domain %u did not suspend within %u ms "
+                      "(xc_domain_shutdown)", cp->domid,
+                      cp->suspend_timeout_ms);
+            return -1;
+        }
+        drain_watches(cp);
+    }
+}
+
+static int suspend_hvm(struct cp_state *cp)
+{
+    switch (hvm_suspend_path(cp)) {
+    case CP_HVM_EVTCHN:
+        return suspend_evtchn(cp);
+    case CP_HVM_HYPERCALL:
+        return suspend_hypercall(cp);
+    case CP_HVM_XENSTORE:
+    default:
+        return suspend_xenstore(cp);
     }
 }
 
@@ -327,7 +450,10 @@ static int cp_suspend(struct cp_state *cp)
         goto out;
     }
     prof("suspending");
-    rc = cp->local_port >= 0 ? suspend_evtchn(cp) : suspend_xenstore(cp);
+    if (cp->guest == CP_GUEST_HVM)
+        rc = suspend_hvm(cp);
+    else
+        rc = cp->local_port >= 0 ? suspend_evtchn(cp) : suspend_xenstore(cp);
     if (rc == 0)
         cp->suspended = 1;
  out:
@@ -509,6 +635,104 @@ static int wait_for_timer(struct cp_state *cp)
     return 0;
 }
 
+/* -------------------------------------------------------- write deadline */
+
+/*
+ * A hung backup must not hang the guest.  libxc writes the stream with
+ * blocking write()s from this thread, and a backup that stops reading
+ * (stopped, wedged, a dead link TCP has not noticed) blocks them for ever,
+ * with the guest suspended.  With write_timeout_ms set and a socket fd:
+ *  - SO_SNDTIMEO: no single write (libxc's or the caller's) blocks longer
+ *    than the deadline; it fails with EAGAIN (the live phase, the framing
+ *    written from the callbacks);
+ *  - a watchdog thread: from the end of the suspend callback to postcopy
+ *    (the epoch's writes, while the guest is suspended) at most the
+ *    deadline; past it the socket is shut down, which wakes the writer
+ *    blocked in the kernel with EPIPE, libxc's save fails and the exit path
+ *    resumes the guest.  A backup that takes a byte now and then cannot
+ *    stretch the pause, as it could a per-write timeout.
+ * Anything but a socket cannot be woken that way (a pipe has no
+ * shutdown(2)); the engine hands libxc a socket for every transport.
+ */
+static void *watchdog_main(void *arg)
+{
+    struct cp_state *cp = arg;
+
+    for (;;) {
+        struct pollfd p = { .fd = cp->wd_stopfd, .events = POLLIN };
+        int64_t start = __atomic_load_n(&cp->wd_epoch_start, __ATOMIC_ACQUIRE);
+        int64_t left = start ? start + cp->write_timeout_ms - now_ms()
+                             : WATCHDOG_TICK_MS;
+
+        if (start && left <= 0) {
+            __atomic_store_n(&cp->quiet, 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&cp->wd_fired, now_ms() - start, __ATOMIC_RELEASE);
+            shutdown(cp->wd_fd, SHUT_RDWR);
+            break;
+        }
+        if (poll(&p, 1, left > WATCHDOG_TICK_MS ? WATCHDOG_TICK_MS : (int)left) > 0)
+            break;
+    }
+    return NULL;
+}
+
+static int start_watchdog(struct cp_state *cp, int fd)
+{
+    struct timeval tv = { cp->write_timeout_ms / 1000,
+                          (long)(cp->write_timeout_ms % 1000) * 1000 };
+    socklen_t len = sizeof(cp->wd_old_sndtimeo);
+    struct stat st;
+    sigset_t all, old;
+    int rc;
+
+    cp->wd_epoch_start = 0;
+    cp->wd_fired = 0;
+    cp->wd_fd = -1;
+    if (!cp->write_timeout_ms || fstat(fd, &st) || !S_ISSOCK(st.st_mode))
+        return 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &cp->wd_old_sndtimeo, &len) ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))) {
+        set_error(cp, errno, "could not set the stream's write timeout");
+        return -1;
+    }
+    cp->wd_fd = fd;     /* from here on, stop_watchdog() restores it */
+    cp->wd_stopfd = eventfd(0, EFD_CLOEXEC);
+    if (cp->wd_stopfd < 0) {
+        set_error(cp, errno, "could not create the write watchdog");
+        return -1;
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&cp->wd_thread, NULL, watchdog_main, cp);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        close(cp->wd_stopfd);
+        cp->wd_stopfd = -1;
+        set_error(cp, rc, "could not start the write watchdog");
+        return -1;
+    }
+    cp->wd_armed = 1;
+    return 0;
+}
+
+static void stop_watchdog(struct cp_state *cp)
+{
+    uint64_t one = 1;
+
+    __atomic_store_n(&cp->wd_epoch_start, 0, __ATOMIC_RELEASE);
+    if (cp->wd_fd >= 0)     /* the caller's own setting (shut or not) */
+        setsockopt(cp->wd_fd, SOL_SOCKET, SO_SNDTIMEO, &cp->wd_old_sndtimeo,
+                   sizeof(cp->wd_old_sndtimeo));
+    if (!cp->wd_armed)
+        return;
+    if (write(cp->wd_stopfd, &one, sizeof(one)) < 0)
+        fprintf(stderr, "could not stop the write watchdog\n");
+    pthread_join(cp->wd_thread, NULL);
+    close(cp->wd_stopfd);
+    cp->wd_stopfd = -1;
+    cp->wd_armed = 0;
+}
+
 /* ---------------------------------------------------------- trampolines */
 
 static int tr_suspend(void *data)
@@ -534,8 +758,10 @@ static int tr_suspend(void *data)
         return 0;
     }
     h = cp->hooks->suspend(cp->hooks->opaque);
-    if (h == CP_GO)
+    if (h == CP_GO) {
+        __atomic_store_n(&cp->wd_epoch_start, now_ms(), __ATOMIC_RELEASE);
         return 1;
+    }
     cp->quiet = 1;
     if (h == CP_STOP) {
         cp->stop = CP_FAILED;
@@ -550,10 +776,19 @@ static int tr_suspend(void *data)
 static int tr_postcopy(void *data)
 {
     struct cp_state *cp = data;
-    int h = cp->hooks->postcopy(cp->hooks->opaque);
+    int h;
 
+    /* the epoch is on the fd: the deadline no longer runs */
+    __atomic_store_n(&cp->wd_epoch_start, 0, __ATOMIC_RELEASE);
+    h = cp->hooks->postcopy(cp->hooks->opaque);
     /* Resume whatever the callback said (§10.4). */
     if (cp_resume(cp)) {
+        cp->stop = h == CP_EXCEPTION ? CP_RAISED : CP_FAILED;
+        cp->quiet = 1;
+        return -1;
+    }
+    if (__atomic_load_n(&cp->wd_fired, __ATOMIC_ACQUIRE)) {
+        /* shut down just as the last write went through */
         cp->stop = h == CP_EXCEPTION ? CP_RAISED : CP_FAILED;
         cp->quiet = 1;
         return -1;
@@ -583,12 +818,32 @@ static int tr_checkpoint(void *data)
     return 0;
 }
 
+/* libxc's switch_qemu_logdirty: for an HVM guest, the device model's
+ * log-dirty tracking (its DMA into guest memory must be in the dirty
+ * bitmap); libxc asks for it on before the first pass and off at the end.
+ * Nothing to do for PV and PVH guests, as in libxl. */
 static int tr_logdirty(uint32_t domid, unsigned enable, void *data)
 {
+    struct cp_state *cp = data;
+    int h;
+
     (void)domid;
-    (void)enable;
-    (void)data;
-    return 0;
+    if (cp->guest != CP_GUEST_HVM || !cp->hooks || !cp->hooks->logdirty)
+        return 0;
+    h = cp->hooks->logdirty(cp->hooks->opaque, enable);
+    if (h == CP_GO)
+        return 0;
+    cp->quiet = 1;
+    if (h == CP_EXCEPTION) {
+        cp->stop = CP_RAISED;
+    } else {
+        if (cp->stop != CP_RAISED)
+            cp->stop = CP_FAILED;
+        set_error(cp, 0, "qemu log-dirty callback returned a false value "
+                  "(switching it %s); checkpointing stopped",
+                  enable ? "on" : "off");
+    }
+    return -1;
 }
 
 /* The suspend path, said once per open when checkpointing starts (not at
@@ -598,7 +853,12 @@ static void announce_suspend_path(struct cp_state *cp)
     if (cp->announced)
         return;
     cp->announced = 1;
-    if (cp->local_port >= 0)
+    if (cp->guest == CP_GUEST_HVM &&
+        hvm_suspend_path(cp) == CP_HVM_HYPERCALL)
+        fprintf(stderr, "domain %u is an HVM guest without PV drivers: "
+                "suspending it with xc_domain_shutdown(SHUTDOWN_suspend)\n",
+                cp->domid);
+    else if (cp->local_port >= 0)
         fprintf(stderr, "bound to suspend event channel %u:%d as %d\n",
                 cp->domid, cp->offered_port, cp->local_port);
     else if (cp->offered_port >= 0)
@@ -624,6 +884,17 @@ int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
     }
     /* Fail before libxc writes a byte when the hypervisor cannot track the
      * guest's dirty memory (a no-op when probe() passed already). */
+    /* libxc cannot save an HVM guest without switch_qemu_logdirty, and the
+     * stream is useless to the backup without the device model's state:
+     * both come from a caller that drives the device model. */
+    if (cp->guest == CP_GUEST_HVM && (!hooks || !hooks->logdirty)) {
+        set_error(cp, EOPNOTSUPP, "domain %u is an HVM guest: its device "
+                  "model must be saved with every checkpoint, which needs "
+                  "start(..., logdirty_cb=...) and the emulator records "
+                  "(xen_remus_compat.remus.devicemodel does both)",
+                  cp->domid);
+        return -1;
+    }
     if (cp_probe(cp))
         return -1;
     announce_suspend_path(cp);
@@ -638,16 +909,36 @@ int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
     cp->interval_ms = interval_ms;
     cp->stop = CP_RUNNING;
     cp->quiet = 0;
+    if (start_watchdog(cp, fd)) {
+        stop_watchdog(cp);
+        cp->hooks = NULL;
+        return -1;
+    }
 
     rc = xc_domain_save(cp->xch, fd, cp->domid, XCFLAGS_LIVE, &cbs,
                         XC_STREAM_REMUS, -1);
     save_errno = errno;
 
+    stop_watchdog(cp);
     stop_timer(cp);
     if (cp_ensure_running(cp))
         fprintf(stderr, "domain %u could not be resumed; close() will try "
                 "again\n", cp->domid);
     cp->hooks = NULL;
+    if (cp->wd_fired || (rc != 0 && cp->write_timeout_ms &&
+                         cp->wd_fd == fd && cp->xcerr_errno == EAGAIN)) {
+        /* the cause, whatever else failed after it */
+        cp_clear_error(cp);
+        if (cp->wd_fired)
+            set_error(cp, ETIMEDOUT, "the backup stopped taking the stream: "
+                      "a checkpoint was still being written %lld ms after "
+                      "the guest was suspended (write timeout %u ms)",
+                      (long long)cp->wd_fired, cp->write_timeout_ms);
+        else
+            set_error(cp, ETIMEDOUT, "the backup stopped taking the stream: "
+                      "a write blocked for the write timeout (%u ms)",
+                      cp->write_timeout_ms);
+    }
     if (cp->stop == CP_RAISED)
         return -1;
     if (rc != 0 && !cp->has_err) {
@@ -668,6 +959,7 @@ void cp_init(struct cp_state *cp)
     cp->local_port = -1;
     cp->lockfd = -1;
     cp->timerfd = cp->stopfd = -1;
+    cp->wd_stopfd = cp->wd_fd = -1;
     cp->suspend_timeout_ms = 5000;
     cp->logger.vtable.vmessage = log_vmessage;
     cp->logger.vtable.progress = NULL;
@@ -704,21 +996,33 @@ static void consume_initial_watch(struct cp_state *cp)
  */
 #define PVH_EMULATION (XEN_X86_EMU_LAPIC | XEN_X86_EMU_VPCI)
 
-static int check_hvm_container(struct cp_state *cp, const xc_dominfo_t *info)
+static enum cp_guest hvm_container_kind(const xc_dominfo_t *info)
 {
-    uint32_t emu = info->arch_config.emulation_flags;
-    uint64_t irq = 0;
+    return info->arch_config.emulation_flags & ~PVH_EMULATION
+        ? CP_GUEST_HVM : CP_GUEST_PVH;
+}
 
-    if (!(emu & ~PVH_EMULATION))
+/* An HVM guest whose device model runs in a stub domain: libxl saves that
+ * one through the stub domain's console (fdset 1), which is not done here
+ * (libxl_get_stubdom_id reads the same node). */
+static int refuse_stubdom(struct cp_state *cp)
+{
+    char path[80], *v;
+    unsigned int len = 0;
+    long dm = 0;
+
+    snprintf(path, sizeof(path), "/local/domain/%u/image/device-model-domid",
+             cp->domid);
+    v = xs_read(cp->xsh, XBT_NULL, path, &len);
+    if (v)
+        dm = strtol(v, NULL, 10);
+    free(v);
+    if (dm <= 0)
         return 0;
-    if (xc_hvm_param_get(cp->xch, cp->domid, HVM_PARAM_CALLBACK_IRQ, &irq)) {
-        set_error(cp, errno, "could not get HVM callback IRQ of domain %u",
-                  cp->domid);
-        return -1;
-    }
-    set_error(cp, EOPNOTSUPP, "domain %u is %s guest: HVM guests with a "
-              "device model are not supported yet (PVH guests are)",
-              cp->domid, irq ? "a PV-on-HVM" : "an HVM");
+    set_error(cp, EOPNOTSUPP, "domain %u is an HVM guest whose device model "
+              "runs in stub domain %ld: saving a stub domain's device model "
+              "is not supported; run its device model in dom0 "
+              "(device_model_stubdomain_override=0)", cp->domid, dm);
     return -1;
 }
 
@@ -726,13 +1030,24 @@ const char *cp_guest_name(const struct cp_state *cp)
 {
     if (!cp->opened)
         return NULL;
-    return cp->guest == CP_GUEST_PVH ? "pvh" : "pv";
+    return cp->guest == CP_GUEST_HVM ? "hvm"
+        : cp->guest == CP_GUEST_PVH ? "pvh" : "pv";
 }
 
-const char *cp_suspend_path(const struct cp_state *cp)
+const char *cp_suspend_path(struct cp_state *cp)
 {
     if (!cp->opened)
         return NULL;
+    if (cp->guest == CP_GUEST_HVM) {
+        switch (hvm_suspend_path(cp)) {
+        case CP_HVM_EVTCHN:
+            return "evtchn";
+        case CP_HVM_HYPERCALL:
+            return "hypercall";
+        default:
+            return "xenstore";
+        }
+    }
     return cp->local_port >= 0 ? "evtchn" : "xenstore";
 }
 
@@ -792,11 +1107,12 @@ int cp_probe(struct cp_state *cp)
                       "paging (CONFIG_SHADOW_PAGING): " NO_SHADOW_ADVICE,
                       cp->domid, strerror(e));
         else if (e == EINVAL)
-            set_error(cp, e, "cannot checkpoint PVH domain %u: the hypervisor "
+            set_error(cp, e, "cannot checkpoint %s domain %u: the hypervisor "
                       "refused to track its dirty memory (log-dirty mode: "
                       "%s): a save, migration or Remus of it may be running "
                       "already, or it has passed-through devices",
-                      cp->domid, strerror(e));
+                      cp->guest == CP_GUEST_HVM ? "HVM" : "PVH", cp->domid,
+                      strerror(e));
         else
             set_error(cp, e, "could not switch on log-dirty mode for domain "
                       "%u", cp->domid);
@@ -853,9 +1169,9 @@ int cp_open(struct cp_state *cp, uint32_t domid)
         set_error(cp, ESRCH, "domain %u does not exist", domid);
         goto fail;
     }
-    if (info.hvm && check_hvm_container(cp, &info))
+    cp->guest = info.hvm ? hvm_container_kind(&info) : CP_GUEST_PV;
+    if (cp->guest == CP_GUEST_HVM && refuse_stubdom(cp))
         goto fail;
-    cp->guest = info.hvm ? CP_GUEST_PVH : CP_GUEST_PV;
     snprintf(cp->token, sizeof(cp->token), "%u", domid);
     if (!xs_watch(cp->xsh, "@releaseDomain", cp->token)) {
         set_error(cp, errno, "could not bind to shutdown watch");

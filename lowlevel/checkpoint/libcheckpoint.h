@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 #include <xenctrl.h>
 #include <xenevtchn.h>
@@ -31,13 +32,22 @@ struct cp_hooks {
     /* A wait on the start() thread saw EINTR: CP_EXCEPTION aborts it. */
     int (*interrupted)(void *opaque);
     void *opaque;
+    /* HVM guests only (libxc's switch_qemu_logdirty): switch the device
+     * model's log-dirty tracking on (1) or off (0); CP_GO when done.  NULL
+     * for PV/PVH; start() refuses an HVM guest without it. */
+    int (*logdirty)(void *opaque, unsigned int enable);
 };
 
 enum cp_stop { CP_RUNNING, CP_STOPPED, CP_FAILED, CP_RAISED };
 
-/* What open() found: a PV guest, or an HVM container without emulated
- * platform devices (PVH).  HVM guests with a device model are refused. */
-enum cp_guest { CP_GUEST_NONE, CP_GUEST_PV, CP_GUEST_PVH };
+/* What open() found: a PV guest, an HVM container without emulated
+ * platform devices (PVH), or an HVM guest whose PC platform a device model
+ * (qemu-xen) completes; that one is suspended and resumed as libxl does,
+ * and its caller saves the device model (hooks->logdirty is required). */
+enum cp_guest { CP_GUEST_NONE, CP_GUEST_PV, CP_GUEST_PVH, CP_GUEST_HVM };
+
+/* How an HVM guest is suspended, decided per suspend as libxl does. */
+enum cp_hvm_suspend { CP_HVM_EVTCHN, CP_HVM_XENSTORE, CP_HVM_HYPERCALL };
 
 /* The log-dirty probe: not run yet, passed (the guest can be
  * checkpointed on this hypervisor). */
@@ -78,6 +88,17 @@ struct cp_state {
     volatile int timer_done;
     int timer_rc;
 
+    /* the write deadline (ms, 0: none): a checkpoint's writes, from the
+     * end of the guest's suspension to postcopy, must be done by then, and
+     * no single write may block longer (SO_SNDTIMEO); stream sockets only */
+    unsigned int write_timeout_ms;
+    int wd_armed;
+    pthread_t wd_thread;
+    int wd_stopfd, wd_fd;               /* wd_fd: the socket, -1: none */
+    struct timeval wd_old_sndtimeo;
+    int64_t wd_epoch_start;             /* ms; 0: libxc is not in an epoch */
+    int64_t wd_fired;                   /* ms the epoch had run when shut */
+
     /* one start() */
     const struct cp_hooks *hooks;
     pthread_t save_thread;
@@ -98,10 +119,13 @@ void cp_clear_error(struct cp_state *cp);
 
 int cp_open(struct cp_state *cp, uint32_t domid);
 void cp_close(struct cp_state *cp);
-/* "pv", "pvh", or NULL when not open. */
+/* "pv", "pvh", "hvm", or NULL when not open. */
 const char *cp_guest_name(const struct cp_state *cp);
-/* "evtchn", "xenstore", or NULL when not open. */
-const char *cp_suspend_path(const struct cp_state *cp);
+/* "evtchn", "xenstore", "hypercall" (an HVM guest without PV drivers:
+ * xc_domain_shutdown(SHUTDOWN_suspend)), or NULL when not open.  For an
+ * HVM guest it is what the next suspend would use (its PV drivers may
+ * come and go). */
+const char *cp_suspend_path(struct cp_state *cp);
 /* Can this guest be checkpointed on this hypervisor?  Asks for the
  * hypervisor's build capabilities, then switches the guest's log-dirty
  * mode on and off again (never off when someone else had switched it on);
@@ -112,7 +136,9 @@ int cp_probe(struct cp_state *cp);
 /* Resume the guest if it is suspended (by us, or as Xen says). */
 int cp_ensure_running(struct cp_state *cp);
 /* xc_domain_save in Remus mode; returns 0 or -1 with the error set.  On
- * return the guest is running (or the error says why it is not). */
+ * return the guest is running (or the error says why it is not).  With
+ * write_timeout_ms set and a socket fd, a backup that stops taking the
+ * stream fails it with ETIMEDOUT instead of holding the guest suspended. */
 int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
             unsigned int flags, const struct cp_hooks *hooks);
 

@@ -183,8 +183,10 @@ static int parse_config(void)
     if (env_word("SIMXEN_TYPE", type_words, SIMXEN_PV, &w))
         return -1;
     cfg.type = w;
-    /* A PVH guest offers no suspend event channel unless told to. */
-    if (env_word("SIMXEN_SUSPEND", suspend_words, cfg.type != SIMXEN_PVH,
+    /* Only a PV guest offers a suspend event channel unless told to: a
+     * Linux PVH or PV-on-HVM guest offers none, an HVM guest without PV
+     * drivers cannot. */
+    if (env_word("SIMXEN_SUSPEND", suspend_words, cfg.type == SIMXEN_PV,
                  &cfg.suspend_evtchn))
         return -1;
     if (env_u64("SIMXEN_NO_SHADOW", 0, 0, 1, &v))
@@ -338,6 +340,18 @@ static void init_xenstore(void)
         snprintf(path, sizeof(path), "/local/domain/0/device-model/%u/state",
                  cfg.domid);
         simxen_xs_set(path, "running");
+        /* What qemu-xen's xen_save_physmap() writes once the guest maps
+         * the VGA framebuffer (hex, no 0x), which libxl sends with every
+         * checkpoint as EMULATOR_XENSTORE_DATA. */
+        snprintf(path, sizeof(path), "/local/domain/0/device-model/%u/"
+                 "physmap/40000000/start_addr", cfg.domid);
+        simxen_xs_set(path, "f0000000");
+        snprintf(path, sizeof(path), "/local/domain/0/device-model/%u/"
+                 "physmap/40000000/size", cfg.domid);
+        simxen_xs_set(path, "800000");
+        snprintf(path, sizeof(path), "/local/domain/0/device-model/%u/"
+                 "physmap/40000000/name", cfg.domid);
+        simxen_xs_set(path, "vga.vram");
     }
     simxen_xs_set("/local/domain/0/name", "Domain-0");
 }
@@ -795,6 +809,9 @@ static void guest_sees_write(const char *path, const char *value)
              cfg.domid);
     if (strcmp(path, shutdown) || strcmp(value, "suspend"))
         return;
+    /* An HVM guest without PV drivers: nobody reads control/shutdown. */
+    if (cfg.type == SIMXEN_HVM)
+        return;
     if (simxen_request_suspend("xenstore") == 0) {
         /* The guest acknowledges by clearing the node (before it
          * suspends, in reality; nobody can tell the difference here). */
@@ -835,6 +852,44 @@ int simxen_xs_set(const char *path, const char *value)
     simxen_xs_fire(path);
     guest_sees_write(path, value);
     return 0;
+}
+
+int simxen_xs_children(const char *dir,
+                       void (*fn)(const char *name, size_t len, void *arg),
+                       void *arg)
+{
+    size_t dl = strlen(dir);
+    unsigned int i, j;
+    int found = 0;
+
+    for (i = 0; i < MAX_NODES; i++) {
+        const char *p = nodes[i].path, *name, *end;
+        size_t len;
+        int seen = 0;
+
+        if (!p || strncmp(p, dir, dl))
+            continue;
+        if (!p[dl]) {
+            found = 1;
+            continue;
+        }
+        if (p[dl] != '/' || !p[dl + 1])
+            continue;
+        found = 1;
+        name = p + dl + 1;
+        end = strchr(name, '/');
+        len = end ? (size_t)(end - name) : strlen(name);
+        /* once per name: skip it if an earlier node gave it already */
+        for (j = 0; j < i && !seen; j++) {
+            const char *q = nodes[j].path;
+            seen = q && !strncmp(q, dir, dl) && q[dl] == '/' &&
+                !strncmp(q + dl + 1, name, len) &&
+                (q[dl + 1 + len] == '/' || !q[dl + 1 + len]);
+        }
+        if (!seen)
+            fn(name, len, arg);
+    }
+    return found ? 0 : -1;
 }
 
 void simxen_xs_fire(const char *path)

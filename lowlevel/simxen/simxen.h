@@ -120,6 +120,11 @@ uint64_t simxen_new_save(void);
 const char *simxen_xs_get(const char *path);
 int simxen_xs_set(const char *path, const char *value);
 void simxen_xs_fire(const char *path);     /* fire watches on @path */
+/* @fn for each child name of @dir (one level, each once); -1 when @dir
+ * has neither a node nor children. */
+int simxen_xs_children(const char *dir,
+                       void (*fn)(const char *name, size_t len, void *arg),
+                       void *arg);
 
 /* Event channels: a guest-side notification for a bound local port. */
 struct simxen_evtchn_sink {

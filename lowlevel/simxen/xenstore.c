@@ -143,6 +143,57 @@ void *xs_read(struct xs_handle *h, xs_transaction_t t, const char *path,
     return copy;
 }
 
+struct dir_names {
+    char names[4096];
+    size_t used;
+    unsigned int count;
+};
+
+static void add_name(const char *name, size_t len, void *arg)
+{
+    struct dir_names *d = arg;
+
+    if (d->used + len + 1 > sizeof(d->names))
+        return;
+    memcpy(d->names + d->used, name, len);
+    d->names[d->used + len] = '\0';
+    d->used += len + 1;
+    d->count++;
+}
+
+/* As libxenstore: one malloc'd block, the pointer array then the names. */
+char **xs_directory(struct xs_handle *h, xs_transaction_t t,
+                    const char *path, unsigned int *num)
+{
+    struct dir_names d = { .used = 0, .count = 0 };
+    char **out, *p;
+    unsigned int i;
+    int rc;
+
+    (void)h;
+    (void)t;
+    simxen_lock();
+    rc = simxen_xs_children(path, add_name, &d);
+    simxen_unlock();
+    if (rc) {
+        errno = ENOENT;
+        return NULL;
+    }
+    out = malloc((d.count + 1) * sizeof(char *) + d.used);
+    if (!out)
+        return NULL;
+    p = (char *)(out + d.count + 1);
+    memcpy(p, d.names, d.used);
+    for (i = 0; i < d.count; i++) {
+        out[i] = p;
+        p += strlen(p) + 1;
+    }
+    out[d.count] = NULL;
+    if (num)
+        *num = d.count;
+    return out;
+}
+
 bool xs_write(struct xs_handle *h, xs_transaction_t t, const char *path,
               const void *data, unsigned int len)
 {

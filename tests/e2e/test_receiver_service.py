@@ -145,7 +145,7 @@ def test_listen_binds_only_the_given_address(tmp_path):
 
 
 def test_default_listen_is_every_address():
-    svc = ReceiverService(port=0, sim=True)
+    svc = ReceiverService(port=0, sim=True, insecure=True)
     try:
         svc.bind()
         assert svc.sock.getsockname()[0] == "0.0.0.0"     # as xend's relocation server

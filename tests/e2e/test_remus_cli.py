@@ -213,3 +213,43 @@ def test_banner_that_never_comes_is_a_clear_error(tmp_path):
     assert time.monotonic() - t0 < 20
     st = simxen.read_state(state)
     assert st.final_state in (None, "running")
+
+
+# --- a destination is never an option (issue 12, item 6) ----------------------
+
+def test_a_destination_starting_with_dash_never_reaches_ssh(tmp_path):
+    """Before: ``-oProxyCommand=...`` reached ssh as an option and ssh ran
+    the command.  Now it is refused (exit 1) before anything runs."""
+    need_sim()
+    if not os.access("/usr/bin/ssh", os.X_OK):
+        pytest.fail("OpenSSH client not installed (apt-get install openssh-client)")
+    marker = tmp_path / "pwned"
+    state = tmp_path / "sim"
+    p = remus(["--sim", "--connect-timeout", "5", "--", "simguest",
+               f"-oProxyCommand=touch {marker}"], state_dir=state)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1, (out, err)
+    assert (f"remus: refusing destination '-oProxyCommand=touch {marker}': it "
+            "starts with '-', so ssh would take it for an option") in err
+    assert not marker.exists()
+    assert "Traceback" not in err
+    assert simxen.read_state(state).final_state in (None, "running")
+
+
+def test_ssh_gets_keepalives_and_a_double_dash(tmp_path):
+    need_sim()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "ssh.argv"
+    (bindir / "ssh").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > '{log}'\n"
+                                "exit 255\n")
+    (bindir / "ssh").chmod(0o755)
+    p = remus(["--sim", "--connect-timeout", "5", "simguest", "backup"],
+              state_dir=tmp_path / "sim",
+              env_extra={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1
+    assert log.read_text().splitlines() == [
+        "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3", "--",
+        "backup", "xl", "migrate-receive", "-r"]
+    assert "backup via ssh backup xl migrate-receive -r exited with status 255" in err

@@ -376,3 +376,37 @@ def test_refused_key_is_a_clear_error_and_guest_runs(sshd, tmp_path):
     st = simxen.read_state(state)
     assert st.final_state in (None, "running")
     assert not sshd.sessions()
+
+
+def test_a_frozen_backup_is_noticed_through_ssh_keepalives(sshd, tmp_path):
+    """The backup's sshd session stops answering (SIGSTOP: TCP stays open,
+    nothing is closed): ssh's ServerAliveInterval=2/CountMax=3, set by
+    remus, end the session in about 6-8 s, the stream write fails and
+    protection stops with the guest running (issue 12, item 3)."""
+    state = tmp_path / "sim"
+    p = remus(["--sim", "-i", "100", "simguest", ALIAS],
+              path_dir=sshd.client_path(sshd.client_key), state_dir=state)
+    frozen = []
+    try:
+        assert wait_for(lambda: checkpoints_taken(state) >= 3 or p.poll() is not None)
+        assert p.poll() is None, p.communicate()
+        frozen = sshd.sessions()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        out, err = p.communicate(timeout=60)
+        elapsed = time.monotonic() - t0
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    print(f"remus noticed the frozen backup after {elapsed:.1f} s")
+    assert p.returncode == 1, (out, err)
+    assert elapsed < 20, elapsed
+    assert "Traceback" not in err
+    assert simxen.read_state(state).final_state == "running"

@@ -456,9 +456,13 @@ def test_legacy_buffered_nic(topo, tmp_path, legacy, monkeypatch, capsys):
 
 
 def test_legacy_plug_missing(topo, tmp_path, legacy, linux_tier):
+    """Legacy scripts catch BufferedNICException: a kernel without sch_plug
+    raises that, with the reason (it used to let an EnvironmentProblem out)."""
     if linux_tier["plug"]:
         tier_unavailable("linux", "kernel has sch_plug: the missing-plug path is not testable")
     before = topo.snapshot()
-    with pytest.raises(errors.EnvironmentProblem, match="sch_plug"):
+    with pytest.raises(legacy.BufferedNICException, match="sch_plug") as ei:
         legacy.BufferedNIC(_vif("vh0"))
+    assert "CONFIG_NET_SCH_PLUG" in str(ei.value) and "ifb0" in str(ei.value)
+    assert isinstance(ei.value.__cause__, errors.EnvironmentProblem)
     assert topo.snapshot() == before and pool_text(tmp_path) == ""

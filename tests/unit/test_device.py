@@ -326,7 +326,7 @@ def test_missing_plug_is_environment_problem_and_leaves_nothing(rtnl, kernel, tm
     msg = str(ei.value)
     assert "sch_plug" in msg and "CONFIG_NET_SCH_PLUG" in msg and "ifb0" in msg
     assert "ENOENT" in msg
-    assert ["modprobe", "-q", "sch_plug"] in rtnl.runs
+    assert ["modprobe", "-q", "--", "sch_plug"] in rtnl.runs
     assert (dict(kernel.qdiscs), dict(kernel.filters), sorted(kernel.links)) == before
     assert pool_text(tmp_path) == "" and len(registry) == 0
 
@@ -335,7 +335,7 @@ def test_missing_ifb_support(kernel, rtnl, tmp_path, registry):
     kernel.ifb = False
     with pytest.raises(errors.EnvironmentProblem, match="module ifb"):
         make_nic(rtnl, tmp_path, registry)
-    assert ["modprobe", "-q", "ifb"] in rtnl.runs
+    assert ["modprobe", "-q", "--", "ifb"] in rtnl.runs
     assert kernel.qdiscs == {} and pool_text(tmp_path) == ""
 
 

@@ -46,8 +46,9 @@ def make(ioctl, **kw):
 def test_commands_run_in_legacy_order():
     run = fake_runner()
     drbd.DrbdDisk("r0", run=run, opener=lambda p, f: 99, ioctl=FakeIoctl([]))
-    assert run.calls == [["drbdadm", "sh-dev", "r0"], ["drbdsetup", "/dev/drbd0", "show"],
-                         ["drbdadm", "cstate", "r0"]]
+    assert run.calls == [["drbdadm", "sh-dev", "--", "r0"],
+                         ["drbdsetup", "/dev/drbd0", "show"],
+                         ["drbdadm", "cstate", "--", "r0"]]
 
 
 def test_stock_drbd_without_protocol_d_names_the_resource():
@@ -61,7 +62,7 @@ def test_not_connected():
 
 
 def test_drbdadm_failure_is_reported():
-    with pytest.raises(drbd.DrbdError, match="drbdadm sh-dev r0 failed: no such resource"):
+    with pytest.raises(drbd.DrbdError, match="drbdadm sh-dev -- r0 failed: no such resource"):
         make(FakeIoctl([]), fail="drbdadm")
 
 

@@ -95,10 +95,15 @@ def test_hvm_runtime_dump():
     for key in ("kernel", "firmware", "device_model_override", "maxvcpus"):
         assert key not in s
     keys = dict(cfg.untranslated)
-    assert "xl uses the hvmloader" in keys["loader"]
-    assert "qemu-traditional" in keys["device_model"]
-    assert "daemon" in keys["on_xend_stop"]
-    assert "ELF notes" in keys["image.notes"]
+    # xend's default hvmloader is xl's default, ELF notes runtime state: not
+    # reported, only listed as omitted
+    omitted = dict(cfg.omitted)
+    assert omitted["loader"] == "xl's default" and "loader" not in keys
+    assert "running domain" in omitted["image.notes"]
+    (dm,) = [i for i in cfg.items if i.key == "device_model"]
+    assert dm.kind == "rewritten" and "qemu-traditional" in dm.reason and dm.new is None
+    assert "# rewritten: device_model = \"/usr/lib/xen/bin/qemu-dm\" -> (not set)" in cfg.text
+    assert "xendomains" in keys["on_xend_stop"]
     assert cfg.text.endswith("\n")
     for key, reason in cfg.untranslated:   # each one is also a comment
         assert f"# untranslated: {key} = " in cfg.text and f"({reason})" in cfg.text
@@ -112,7 +117,8 @@ def test_pv_with_vfb_bootloader_and_runtime_kernel():
     assert "kernel" not in s and "ramdisk" not in s   # pygrub's output, not input
     assert s["vfb"] == ("[ 'vnc=1,vncunused=1,display=localhost:10.0,"
                         "xauthority=/root/.Xauthority' ]")
-    assert {"kernel", "ramdisk", "cpu_weight", "up_time"} <= dict(cfg.untranslated).keys()
+    assert {"kernel", "ramdisk", "cpu_weight"} <= dict(cfg.untranslated).keys()
+    assert dict(cfg.omitted)["up_time"] == "state of the running domain"
 
 
 def test_vcpus_and_maxvcpus():

@@ -11,7 +11,8 @@ agree on:
 * logging configured here only, on the package logger, for the duration of
   a command: stderr with ``PROG: LEVEL: message``, plus syslog (which the
   journal reads) when stderr is not a terminal, so a service's messages are
-  kept even when nobody reads its stderr.
+  kept even when nobody reads its stderr (but not when stderr is the journal
+  already, as in a systemd unit: once is enough).
 """
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ class Logging:
         handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
         self.handlers.append(handler)
         if syslog is None:
-            syslog = not _isatty(stream) and os.path.exists(SYSLOG_SOCKET)
+            syslog = (not _isatty(stream) and os.path.exists(SYSLOG_SOCKET)
+                      and not journal_stream(stream))
         if syslog:
             try:
                 sl = logging.handlers.SysLogHandler(address=SYSLOG_SOCKET)
@@ -131,6 +133,17 @@ class Logging:
                 h.close()
         self.handlers = []
         self.logger.setLevel(self.old_level)
+
+
+def journal_stream(stream) -> bool:
+    """Is ``stream`` the journal already?  systemd sets ``JOURNAL_STREAM`` to
+    the device and inode of a unit's journal stream (systemd.exec(5)); syslog
+    would then record every message a second time."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return os.environ.get("JOURNAL_STREAM") == f"{st.st_dev}:{st.st_ino}"
 
 
 def _isatty(stream) -> bool:

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import TextIO
+import json
+import time
+from typing import Optional, TextIO
 
+from .. import atomic, errors
 from .. import migrate as lib
 
 NAME = "convert"
@@ -44,6 +47,15 @@ def add_parser(sub, parents) -> argparse.ArgumentParser:
                    help="convert PV and HVM domains to PVH guests (what a stock "
                    "Debian hypervisor can protect with Remus); refused, with the "
                    "reason, where PVH would not boot the same guest")
+    p.add_argument("--check-host", action="store_true",
+                   help="check that every path written (kernel, ramdisk, "
+                   "bootloader, firmware, device model, file and phy disks) "
+                   "exists on this host, and report the missing ones")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the summary line")
+    p.add_argument("--report-json", metavar="FILE",
+                   help="also write the report as JSON to FILE ('-': to "
+                   "stdout, instead of the text report)")
     p.add_argument("--lenient", action="store_true",
                    help="accept the unbalanced parentheses libvirt tolerated "
                    "(missing final ')', stray trailing ')')")
@@ -51,22 +63,74 @@ def add_parser(sub, parents) -> argparse.ArgumentParser:
     return p
 
 
+class Progress:
+    """``converting N/TOTAL NAME`` on one terminal line, for batches; only
+    when ``stream`` is a terminal, at most ten updates a second, erased
+    when done."""
+
+    def __init__(self, stream: TextIO, *, minimum: int = 2,
+                 clock=time.monotonic) -> None:
+        try:
+            self.live = stream.isatty()
+        except (AttributeError, ValueError):
+            self.live = False
+        self.stream, self.minimum, self.clock = stream, minimum, clock
+        self.last = 0.0
+        self.width = 0
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        if not self.live or total < self.minimum:
+            return
+        now = self.clock()
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        text = "" if done >= total else f"converting {done + 1}/{total} {name}"[:78]
+        pad = max(0, self.width - len(text))
+        self.stream.write("\r" + text + " " * pad + ("\r" if done >= total else ""))
+        self.stream.flush()
+        self.width = len(text)
+
+
+def _write_json(path: str, report: dict, out: TextIO) -> None:
+    text = json.dumps(report, indent=1, sort_keys=False) + "\n"
+    if path == "-":
+        out.write(text)
+        return
+    try:
+        atomic.write_atomic(path, text)
+    except OSError as exc:
+        raise errors.InputError(f"cannot write the report: {exc.strerror or exc}",
+                                source=path) from exc
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     plan = lib.prepare(args.inputs, args.outdir, remus=args.remus_disks,
                        lenient=args.lenient, with_json=args.json,
-                       to_pvh=args.to_pvh)
+                       to_pvh=args.to_pvh, progress=Progress(err))
+    if args.check_host:
+        lib.check_host(plan)
+    # with --report-json -, stdout holds the JSON alone
+    text_out: Optional[TextIO] = None if args.report_json == "-" else out
     if args.dry_run:
-        for item in plan.files:
-            if args.diff:
-                out.write(lib.unified_diff(item))
-            elif item.status != "unchanged":
-                out.write(f"==> {item.path} ({item.status}) <==\n{item.content}")
-        out.write(lib.format_report(plan, dry_run=True, force=args.force))
+        if text_out is not None:
+            for item in plan.files:
+                if args.diff:
+                    text_out.write(lib.unified_diff(item))
+                elif item.status != "unchanged" and not args.quiet:
+                    text_out.write(f"==> {item.path} ({item.status}) <==\n{item.content}")
+            text_out.write(lib.format_report(plan, dry_run=True, force=args.force,
+                                             quiet=args.quiet))
+        if args.report_json:
+            _write_json(args.report_json, lib.report_json(plan, dry_run=True), out)
         return 0
-    if args.diff:
+    if args.diff and text_out is not None:
         for item in plan.files:
-            out.write(lib.unified_diff(item))
+            text_out.write(lib.unified_diff(item))
     lib.check_overwrites(plan.files, args.force)
     lib.write(plan, force=args.force)
-    out.write(lib.format_report(plan))
+    if text_out is not None:
+        text_out.write(lib.format_report(plan, quiet=args.quiet))
+    if args.report_json:
+        _write_json(args.report_json, lib.report_json(plan), out)
     return 0

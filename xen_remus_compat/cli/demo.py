@@ -5,7 +5,8 @@ against a simulated backup on this machine for a few seconds at the default
 interval, kills the primary at a random moment, and prints a table and the
 verdict that the backup holds exactly the primary's memory at the last
 complete checkpoint (:mod:`xen_remus_compat.sim.demo`).  ``--json`` prints the
-same summary as one object.  ``--convert`` runs the config-migration demo
+same summary as one object, with the per-checkpoint series; ``--plot FILE``
+draws the series as an SVG (:mod:`xen_remus_compat.sim.plot`).  ``--convert`` runs the config-migration demo
 instead: it converts the bundled example xend domains tree
 (``xen_remus_compat/data/xend-domains``, also ``examples/xend-domains``).
 """
@@ -19,6 +20,7 @@ import os
 import tempfile
 from typing import Iterator, Optional, TextIO
 
+from .. import atomic, errors
 from .. import migrate as lib
 
 NAME = "demo"
@@ -39,7 +41,11 @@ def add_parser(sub, parents) -> argparse.ArgumentParser:
                        "and check that the backup holds exactly the primary's "
                        "memory at the last complete checkpoint.")
     p.add_argument("--json", action="store_true",
-                   help="print the summary as one JSON object")
+                   help="print the summary as one JSON object, with a series "
+                   "per checkpoint (pause, pages, throughput, ack latency)")
+    p.add_argument("--plot", metavar="FILE",
+                   help="draw the pause per checkpoint and the throughput as "
+                   "an SVG image in FILE")
     p.add_argument("--seconds", type=float, default=4.0,
                    help="protect for about this long before the kill (default 4)")
     p.add_argument("-i", "--interval", type=int, default=200, metavar="MS",
@@ -78,6 +84,9 @@ def _outdir(wanted: Optional[str]) -> Iterator[str]:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.convert:
+        if args.plot:
+            raise errors.InputError("--plot draws the Remus demo; it does not "
+                                    "go with --convert")
         return run_convert(args, out, err)
     from ..sim import demo
     if not args.json:
@@ -86,10 +95,21 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     res = demo.run_demo(seconds=args.seconds, interval=args.interval,
                         pages=args.pages, dirty_rate=args.dirty_rate, seed=args.seed,
                         log=None if args.json else (lambda m: out.write(m + "\n")))
+    if args.plot:
+        from ..sim import plot
+        try:
+            atomic.write_atomic(args.plot, plot.svg(
+                res.series, title=f"Remus demo: {res.checkpoints} checkpoints every "
+                f"{res.interval_ms} ms"))
+        except OSError as exc:
+            raise errors.InputError(f"cannot write the plot: {exc.strerror or exc}",
+                                    source=args.plot) from exc
     if args.json:
         out.write(json.dumps(res.as_dict(), sort_keys=True) + "\n")
     else:
         out.write("\n" + demo.format_table(res) + "\n")
+        if args.plot:
+            out.write(f"plot: {args.plot}\n")
     return 0 if (res.failover_ok and res.memory_match) else 1
 
 

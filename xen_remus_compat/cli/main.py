@@ -20,6 +20,7 @@ import sys
 from typing import List, Optional, Sequence, TextIO
 
 from . import base
+from . import completion as completion_cmd
 from . import convert as convert_cmd
 from . import demo as demo_cmd
 from . import disk as disk_cmd
@@ -32,7 +33,7 @@ PROG = "xen-remus-compat"
 
 #: Subcommands in the order ``--help`` lists them.
 SUBCOMMANDS = (convert_cmd, disk_cmd, show_cmd, demo_cmd, stream_cmd, receive_cmd,
-               run_legacy)
+               run_legacy, completion_cmd)
 
 EXIT_OK = base.EXIT_OK
 EXIT_INPUT = base.EXIT_INPUT
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "legacy sxpr, libxl JSON and legacy disk specs.",
         epilog="Exit status: 0 success, 1 bad input, 2 internal error (a bug).")
     base.add_common_arguments(parser, PROG, top=True)
+    parser.set_defaults(parser_factory=build_parser)    # for `completion`
     common = base.ArgParser(add_help=False)
     base.add_common_arguments(common, PROG, top=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",

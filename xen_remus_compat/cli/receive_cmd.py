@@ -1,6 +1,6 @@
 """``xen-remus-compat receive``: the backup side of ``xl remus`` without Xen.
 
-Like ``xl migrate-receive -r`` (xl-side.md §2.2, §3.6): reads the stream on
+Like ``xl migrate-receive -r``: reads the stream on
 stdin and writes the 54-byte banner to stdout (the back channel; nothing
 else is written there), then fails over to the last complete checkpoint
 when the stream stops.  ``-i FILE`` reads a recorded stream instead (no
@@ -26,6 +26,8 @@ HELP = "receive a Remus stream like 'xl migrate-receive -r' (no hypervisor)"
 
 def add_parser(sub, parents: Sequence[argparse.ArgumentParser] = ()
                ) -> argparse.ArgumentParser:
+    # the module docstring is the --help text (the protocol: xl-side.md
+    # §2.2, §3.6)
     p = sub.add_parser(NAME, parents=list(parents), help=HELP,
                        description=__doc__.split("\n\n", 1)[1].strip())
     p.add_argument("-i", "--input", metavar="FILE",
@@ -51,7 +53,7 @@ def add_parser(sub, parents: Sequence[argparse.ArgumentParser] = ()
 
 def _text(res: lib.ReceiveResult) -> str:
     lines = []
-    who = res.domain_name or res.source
+    who = lib.xl.shown(res.domain_name or res.source)   # read from the stream
     if res.plain:
         lines.append(f"migration target: complete plain stream for {who}")
     else:

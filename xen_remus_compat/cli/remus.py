@@ -63,6 +63,7 @@ class Cfg(object):
         self.source = None
         self.nowait = False
         self.connect_timeout = 30.0
+        self.write_timeout = None           # the engine's default
 
         parser = base.OptParser(prog=PROG)
         parser.usage = "%prog [options] domain [destination]"
@@ -70,7 +71,9 @@ class Cfg(object):
                           metavar="MS", help="checkpoint every MS milliseconds")
         parser.add_option("-p", "--port", dest="port", type="int",
                           help="send stream to port PORT (remus-receiver on the "
-                               "backup; default: ssh to xl migrate-receive -r)",
+                               "backup; default: ssh to xl migrate-receive -r); "
+                               "the legacy remus relocation port, not xl "
+                               "remus's -p (the COLO proxy)",
                           metavar="PORT")
         parser.add_option("", "--blackhole", dest="nullremus", action="store_true",
                           help="replicate to /dev/null (no disk checkpoints, only "
@@ -96,6 +99,20 @@ class Cfg(object):
                           type="float", metavar="SECONDS",
                           help="give up when the backup has not answered (banner) "
                                "within SECONDS (default 30)")
+        parser.add_option("", "--write-timeout", dest="write_timeout",
+                          type="float", metavar="SECONDS",
+                          help="stop protecting, with the guest running, when "
+                               "the backup takes no data for SECONDS or a "
+                               "checkpoint is not written within SECONDS of "
+                               "the guest's suspension (default 5; 0: never)")
+        parser.add_option("", "--tls-ca", dest="tls_ca", metavar="FILE",
+                          help="with -p: TLS, the receiver's certificate "
+                               "checked against this CA (and its name)")
+        parser.add_option("", "--tls-cert", dest="tls_cert", metavar="FILE",
+                          help="with -p: TLS, presenting this client "
+                               "certificate (PEM; may hold the key too)")
+        parser.add_option("", "--tls-key", dest="tls_key", metavar="FILE",
+                          help="the private key of --tls-cert")
         parser.add_option("", "--sim", dest="sim", action="store_true",
                           help="protect a simulated guest (lowlevel/simxen) "
                                "instead of a real domain")
@@ -129,6 +146,13 @@ class Cfg(object):
             self.nowait = True
         if opts.connect_timeout:
             self.connect_timeout = opts.connect_timeout
+        if opts.write_timeout is not None:
+            if not 0 <= opts.write_timeout <= 3600:
+                raise CfgException("--write-timeout must be 0..3600 seconds")
+            self.write_timeout = opts.write_timeout
+        self.tls = (opts.tls_ca, opts.tls_cert, opts.tls_key)
+        if any(self.tls) and not opts.port:
+            raise CfgException("--tls-ca, --tls-cert and --tls-key need -p PORT")
         self.sim = bool(opts.sim)
         self.source = opts.source
         self.debug = bool(opts.debug)
@@ -184,9 +208,15 @@ def run(cfg: Cfg) -> int:
     from ..legacy import device, save, vm
     from ..remus import transport as tp
 
-    closure = {"starttime": 0.0}
+    closure = {"starttime": 0.0, "signalled": False}
 
     def sigexception(signo, frame):
+        # once: a repeat (a service manager signals the whole group, the
+        # --sim wrapper forwards its copy) must not interrupt the cleanup
+        # nor, once the handler is gone, kill us (exit 143)
+        if closure["signalled"]:
+            return
+        closure["signalled"] = True
         raise SignalException(signo)
 
     old_term = signal.signal(signal.SIGTERM, sigexception)
@@ -266,7 +296,7 @@ def run(cfg: Cfg) -> int:
         if cfg.nullremus:
             sink = save.NullSocket((cfg.host, cfg.port))
         elif cfg.port:
-            sink = tp.TcpTransport(cfg.host, cfg.port)
+            sink = tp.TcpTransport(cfg.host, cfg.port, tls=_tls_context(cfg))
             sink.connect(cfg.connect_timeout)
         else:
             argv = list(tp.RECEIVER_ARGV) + (["-e"] if cfg.nowait else [])
@@ -276,6 +306,7 @@ def run(cfg: Cfg) -> int:
         interval = cfg.interval if cfg.timer else 0
         saver = save.Saver(cfg.domid, sink, postsuspend, preresume, commit,
                            interval, cfg.flags)
+        saver.write_timeout = getattr(cfg, "write_timeout", None)
         try:
             saver.start()
         except save.CheckpointError as e:
@@ -316,8 +347,19 @@ def run(cfg: Cfg) -> int:
                 sink.close()
             except Exception:
                 pass
-        signal.signal(signal.SIGTERM, old_term)
+        # signalled: we are on our way out, repeats are ignored to the end
+        signal.signal(signal.SIGTERM,
+                      signal.SIG_IGN if closure["signalled"] else old_term)
     return rc
+
+
+def _tls_context(cfg: Cfg):
+    """The client TLS context of ``-p`` (None: plain TCP)."""
+    ca, cert, key = getattr(cfg, "tls", (None, None, None))
+    if not (ca or cert or key):
+        return None
+    from ..remus import access
+    return access.client_context(ca, cert, key)
 
 
 def destroy_domain(dom, cfg: Cfg) -> None:
@@ -327,7 +369,7 @@ def destroy_domain(dom, cfg: Cfg) -> None:
         simxen.destroy(dom.domid)
         return
     from ..sources.xlcli import _run_xl, find_xl
-    _run_xl([find_xl(), "destroy", str(dom.domid)])
+    _run_xl([find_xl(), "destroy", "--", str(dom.domid)])
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -46,8 +46,9 @@ def add_parser(sub, parents: Sequence[argparse.ArgumentParser] = ()
                        help="machine-readable output")
         if action == "verify":
             a.add_argument("--grammar", choices=("warn", "error", "off"),
-                           default="warn", help="record order against "
-                           "xl-side.md §3.5 (default: warn)")
+                           default="warn", help="check the order of records "
+                           "in each checkpoint against what libxl writes "
+                           "(default: warn)")   # the grammar: xl-side.md §3.5
             a.add_argument("--xen", action="store_true",
                            help="also run Xen's VerifyLibxl/VerifyLibxc "
                            "classes (from --xen-python), checkpoint-aware")
@@ -70,7 +71,7 @@ def _summary(rep: lib.Report) -> str:
     what = f"{rep.fmt} stream" + (f", {rep.guest.upper()} guest"
                                   if rep.guest else "")
     if name:
-        what += f" '{name}'"
+        what += f" '{lib.xl.shown(name)}'"     # read from the stream
     if rep.complete:
         state = (f"complete (libxl END at {rep.bytes}), "
                  f"{rep.checkpoints} checkpoints")

@@ -28,7 +28,7 @@ from .model import Vfb
 __all__ = ["canonical_uuid", "format_cpulist", "parse_cpulist", "affinity_fields",
            "online_vcpus", "vfb_type", "defbool", "ACTIONS", "ACTIONS_TO_LIBXL",
            "LIBXL_TO_ACTION", "SHUTDOWN_KEYS", "libxl_action", "xl_action",
-           "TIMER_MODES", "MEMKB"]
+           "TIMER_MODES", "TSC_MODES", "MEMKB"]
 
 #: KiB per MiB: the model is MiB, libxl JSON is KiB (``MemKB``).
 MEMKB = 1024
@@ -178,3 +178,8 @@ def xl_action(action: str) -> str:
 #: libxl_timer_mode, by xend's integer value (xl.cfg(5) timer_mode).
 TIMER_MODES = ("delay_for_missed_ticks", "no_delay_for_missed_ticks",
                "no_missed_ticks_pending", "one_missed_tick_pending")
+
+#: libxl_tsc_mode, by xend's integer value (XendConfig ``tsc_mode``:
+#: TSC_MODE_DEFAULT, ALWAYS_EMULATE, NEVER_EMULATE, PVRDTSCP; xl.cfg(5)
+#: tsc_mode, where native_paravirt "has been removed").
+TSC_MODES = ("default", "always_emulate", "native", "native_paravirt")

@@ -165,6 +165,8 @@ class HvmSettings:
     parallel: List[str] = field(default_factory=list)
     monitor: Optional[bool] = None
     xen_platform_pci: Optional[bool] = None
+    vpt_align: Optional[bool] = None      # xl vpt_align (default on)
+    nestedhvm: Optional[bool] = None      # xl nestedhvm (default off)
     extra: Extra = field(default_factory=list)
 
 
@@ -200,6 +202,14 @@ class Domain:
     on_crash: Optional[str] = None
     localtime: Optional[bool] = None
     description: Optional[str] = None
+    pool: Optional[str] = None            # cpupool name (xend pool_name, xl pool)
+    # TSC mode by its xl/libxl name: default, always_emulate, native,
+    # native_paravirt (xend's integers 0-3, in that order)
+    tsc_mode: Optional[str] = None
+    # xl.cfg ``cpuid`` in xend syntax, one "LEAF[,SUBLEAF]:REG=BITS,..." each
+    cpuid: List[str] = field(default_factory=list)
+    ioports: List[str] = field(default_factory=list)   # "3f8-3ff" (hex), xl ioports
+    irqs: List[int] = field(default_factory=list)      # xl irqs
     disks: List[Disk] = field(default_factory=list)
     nics: List[Nic] = field(default_factory=list)
     vfbs: List[Vfb] = field(default_factory=list)

@@ -39,16 +39,23 @@ def _run(run, argv, resource):
 class DrbdDisk:
     def __init__(self, resource: str, *, run: Callable = runner.run,
                  opener: Callable = os.open, ioctl: Callable = fcntl.ioctl) -> None:
+        if not resource or resource.startswith("-") or not resource.isprintable():
+            raise DrbdError(f"refusing DRBD resource name {resource!r}: "
+                            "drbdadm would take it for an option")
         self.resource = resource
         self.ioctl = ioctl
-        self.dev = _run(run, ["drbdadm", "sh-dev", resource], resource).strip()
+        # '--': whatever the name, drbdadm reads it as a resource
+        self.dev = _run(run, ["drbdadm", "sh-dev", "--", resource], resource).strip()
+        if not self.dev.startswith("/"):
+            raise DrbdError(f"DRBD resource {resource}: drbdadm sh-dev gave "
+                            f"{self.dev!r}, not a device path")
         shown = _run(run, ["drbdsetup", self.dev, "show"], resource)
         if "protocol D;" not in shown:
             raise DrbdError(
                 f"DRBD resource {resource} ({self.dev}) does not use protocol D: "
                 f"Remus disk replication needs {REMUS_DRBD}; stock DRBD cannot "
                 "checkpoint (use --no-disk / --blackhole, or replicate elsewhere)")
-        cstate = _run(run, ["drbdadm", "cstate", resource], resource).strip()
+        cstate = _run(run, ["drbdadm", "cstate", "--", resource], resource).strip()
         if cstate != "Connected":
             raise DrbdError(f"DRBD resource {resource} is not in connected state "
                             f"(cstate {cstate!r})")

@@ -175,6 +175,12 @@ def _nicerror(e: BaseException) -> BufferedNICException:
     return exc
 
 
+#: what the devices layer raises when a NIC cannot be buffered; legacy
+#: scripts catch BufferedNICException (a kernel without sch_plug, ifb, ...
+#: is an EnvironmentProblem there)
+_NIC_FAILURES = (netbuf.NetbufError, errors.EnvironmentProblem, netbuf.PoolExhausted)
+
+
 class Netbuf(object):
     "Proxy for netdev to which packets are redirected for buffering"
 
@@ -231,10 +237,11 @@ class IFBBuffer(Netbuf):
             self._nic = netbuf.BufferedNIC(
                 vif.dev, rtnl=rtnl,
                 pool=_FixedPool(rtnl, self.devname, getattr(self, "_claim", None)),
-                buffer_class=BUFFER_CLASS, install=False)
+                buffer_class=BUFFER_CLASS, install=False,
+                owners=ifbpool.IfbPool(rtnl, pool_dir=POOLDIR))
         try:
             self._nic.install_redirect()
-        except netbuf.NetbufError as e:
+        except _NIC_FAILURES as e:
             raise _nicerror(e) from e
 
     def uninstall(self):
@@ -376,7 +383,7 @@ class BufferedNIC(CheckpointedDevice):
         try:
             self._nic.install_buffer()
             self._nic.buffer.release_indefinite()
-        except netbuf.NetbufError as e:
+        except _NIC_FAILURES as e:
             raise _nicerror(e) from e
 
     def postsuspend(self):

@@ -190,6 +190,9 @@ class Saver(object):
         self.vm = vm.VM(domid)
 
         self.checkpointer = None
+        #: not in the legacy API: the stream's write deadline in seconds
+        #: (None: the engine's default; 0: none), see ``remus --write-timeout``
+        self.write_timeout = None
 
     def start(self):
         """Checkpoint until a callback stops it (legacy-api.md section 2)."""
@@ -212,7 +215,8 @@ class Saver(object):
                 int(self.vm.domid), self.fd, config=config, mode=mode,
                 postsuspend=self.suspendcb, preresume=self.resumecb,
                 commit=self.checkpointcb, interval=self.interval, flags=self.flags,
-                on_start=attach)
+                on_start=attach, **({} if self.write_timeout is None
+                                    else {"write_timeout": self.write_timeout}))
         except errors.CheckpointFailed as e:
             raise CheckpointError(str(e)) from e
 

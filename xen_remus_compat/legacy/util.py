@@ -100,7 +100,7 @@ def runcmd(args: Union[str, Sequence[str]], cwd: Optional[str] = None) -> str:
 
 def modprobe(modname: str) -> bool:
     try:
-        runcmd(["modprobe", "-q", modname])
+        runcmd(["modprobe", "-q", "--", modname])
         return True
     except PipeException:
         return False

@@ -8,6 +8,7 @@ restores that).
 """
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 from .. import quirks
@@ -29,6 +30,13 @@ def run(cmd: str):
                           errors="replace")
     lines = [ln for ln in proc.stdout.split("\n") if ln.strip()]
     return proc.returncode == 0, lines
+
+
+def _q(*words) -> tuple:
+    """Each operand quoted for the shell: a name is a name, never shell
+    syntax (the legacy interpolated them raw; docs/decisions.md,
+    "Hardening the receiver")."""
+    return tuple(shlex.quote(str(w)) for w in words)
 
 
 class VDIException(Exception):
@@ -73,7 +81,7 @@ class VDI:
 
     def list_snapshots(self):
         res = []
-        ok, lines = run("vdi_snap_list %s %s" % (_blockstore, self.__id))
+        ok, lines = run("vdi_snap_list %s %s" % _q(_blockstore, self.__id))
         if not ok:
             raise VDIException("Error reading snapshot list")
         for line in lines[1:]:
@@ -82,7 +90,7 @@ class VDI:
         return res
 
     def snapshot(self):
-        ok, lines = run("vdi_checkpoint %s %s" % (_blockstore, self.__id))
+        ok, lines = run("vdi_checkpoint %s %s" % _q(_blockstore, self.__id))
         if ok and lines:
             fields = lines[0].split()
             if len(fields) == 3:
@@ -91,26 +99,26 @@ class VDI:
 
 
 def create(name, snap):
-    ok, _ = run("vdi_create %s %s %s %s" % (_blockstore, name, snap.block(),
-                                            snap.index()))
+    ok, _ = run("vdi_create %s %s %s %s" % _q(_blockstore, name, snap.block(),
+                                              snap.index()))
     if not ok:
         raise VDIException("Unable to create vdi from snapshot")
     return lookup_by_name(name)
 
 
 def fill(name, img):
-    ok, _ = run("vdi_create %s %s" % (_blockstore, name))
+    ok, _ = run("vdi_create %s %s" % _q(_blockstore, name))
     if not ok:
         raise VDIException("Unable to create vdi from disk img file")
     vdi = lookup_by_name(name)
-    ok, _ = run("vdi_fill %s %s" % (vdi.id(), img))
+    ok, _ = run("vdi_fill %s %s" % _q(vdi.id(), img))
     if not ok:
         raise VDIException("Unable to create vdi from disk img file")
     return vdi
 
 
 def list_vdis():
-    ok, lines = run("vdi_list %s" % _blockstore)
+    ok, lines = run("vdi_list %s" % _q(_blockstore))
     if not ok:
         raise VDIException("Error doing vdi list")
     vdis = []

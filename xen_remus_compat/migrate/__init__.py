@@ -9,7 +9,9 @@ parses options and prints), one module per step:
 * :mod:`.plan` -- translate each domain and decide every output file, before
   anything is written;
 * :mod:`.output` -- write the plan as one all-or-nothing batch;
-* :mod:`.report` -- the summary and the diffs shown to the operator;
+* :mod:`.report` -- the summary and the diffs shown to the operator, and
+  the same as JSON;
+* :mod:`.hostcheck` -- whether the paths written are on this host;
 * :mod:`.show` -- what ``show`` prints.
 
 The names the command line uses are importable from here.
@@ -26,7 +28,8 @@ from .plan import (
     PlannedFile, check_domain_name, check_overwrites, check_unique, plan_outputs,
     prepare, translate,
 )
-from .report import format_report, unified_diff
+from .hostcheck import check_host
+from .report import format_report, report_json, summary_line, unified_diff
 from .show import SHOW_FORMATS, pretty_sxpr, render
 
 __all__ = [
@@ -36,6 +39,6 @@ __all__ = [
     "CFG_SUFFIX", "JSON_SUFFIX", "REMUS_DISK_MODES", "ConversionPlan",
     "DomainResult", "PlannedFile", "check_domain_name", "check_overwrites",
     "check_unique", "plan_outputs", "prepare", "translate",
-    "format_report", "unified_diff",
+    "format_report", "report_json", "summary_line", "unified_diff", "check_host",
     "SHOW_FORMATS", "pretty_sxpr", "render",
 ]

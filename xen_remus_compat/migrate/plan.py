@@ -3,9 +3,10 @@
 
 The conversion is all-or-nothing: every input is read, parsed and
 translated, and every output name checked, here, so that :mod:`.output`
-only has to put a finished plan on disk (design.md, "Translation";
-xl-side.md §1.8 for remus disks, §4 for libxl JSON, §6 for the concept map).
+only has to put a finished plan on disk.
 """
+# References: design.md "Translation"; xl-side.md §1.8 (remus disks), §4
+# (libxl JSON), §6 (the concept map).
 from __future__ import annotations
 
 import os
@@ -42,6 +43,15 @@ class DomainResult:
     disk_notes: List[str] = field(default_factory=list)
     #: what ``--to-pvh`` changed, and what the guest needs for it
     pvh_notes: List[str] = field(default_factory=list)
+    #: everything the report says (``xlcfg.Item``: untranslated, rewritten,
+    #: flagged), and what was left out because it changes nothing
+    items: list = field(default_factory=list)
+    omitted: List[Tuple[str, str]] = field(default_factory=list)
+    #: (kind, key, path) host paths written into the .cfg
+    paths: List[Tuple[str, str, str]] = field(default_factory=list)
+    #: (key, path) of those not found on this host (``--check-host``);
+    #: None when the host was not checked
+    missing: Optional[List[Tuple[str, str]]] = None
 
     @property
     def name(self) -> str:
@@ -183,7 +193,9 @@ def translate(item: LoadedDomain, *, remus: str = "script",
     return DomainResult(domain=dom, source=item.source, cfg_text=cfg.text,
                         json_text=json_text,
                         untranslated=list(cfg.untranslated),
-                        disk_notes=notes, pvh_notes=pvh_notes)
+                        disk_notes=notes, pvh_notes=pvh_notes,
+                        items=list(cfg.items), omitted=list(cfg.omitted),
+                        paths=list(cfg.paths))
 
 
 # ------------------------------------------------------------------ output
@@ -254,11 +266,17 @@ def check_overwrites(files: Sequence[PlannedFile], force: bool) -> None:
             raise errors.OutputExistsError("is a directory", source=item.path)
 
 
+#: ``progress(done, total, what)`` while a batch is translated
+Progress = Callable[[int, int, str], None]
+
+
 def prepare(inputs: Sequence[str], outdir: str, *, remus: str = "script",
             lenient: bool = False, with_json: bool = False, to_pvh: bool = False,
-            reader: Callable[[str], bytes] = read_input) -> ConversionPlan:
+            reader: Callable[[str], bytes] = read_input,
+            progress: Optional[Progress] = None) -> ConversionPlan:
     """Read, validate and translate everything; plan the outputs.  Nothing
-    is written; any error in any input raises before a file is touched."""
+    is written; any error in any input raises before a file is touched.
+    ``progress`` is told about each domain translated."""
     if remus not in REMUS_DISK_MODES:
         raise errors.InputError(
             f"--remus-disks must be one of {', '.join(REMUS_DISK_MODES)}")
@@ -266,8 +284,13 @@ def prepare(inputs: Sequence[str], outdir: str, *, remus: str = "script",
     for item in loaded:
         check_domain_name(item.domain.name, item.source)
     check_unique(loaded)
-    results = [translate(item, remus=remus, with_json=with_json, to_pvh=to_pvh)
-               for item in loaded]
+    results = []
+    for index, item in enumerate(loaded):
+        if progress is not None:
+            progress(index, len(loaded), item.domain.name)
+        results.append(translate(item, remus=remus, with_json=with_json, to_pvh=to_pvh))
+    if progress is not None:
+        progress(len(loaded), len(loaded), "")
     plan = ConversionPlan(outdir=outdir, inputs=list(inputs),
                           results=results, skipped=skipped)
     plan.files = plan_outputs(results, outdir)

@@ -22,6 +22,17 @@ guest has been resumed; a failure of the trampoline or of the stream is
 :class:`errors.CheckpointFailed`.  Statistics (pause time, our Python time
 per checkpoint) are kept in :class:`Stats`.
 
+Two guards while the trampoline runs (docs/decisions.md, "Hardening the
+primary"):
+
+* a write deadline (``write_timeout``, seconds): a backup that stops taking
+  the stream fails the checkpoint with the guest resumed, instead of holding
+  it suspended (the trampoline's watchdog, on the stream socket);
+* SIGINT and SIGTERM are deferred (:class:`DeferredSignals`): their handlers
+  run at the loop's safe points (when the guest has just been suspended,
+  before anything of the epoch is written, and after an epoch's commit
+  hooks), never in the middle of a write or a hook.
+
 This module knows nothing of the legacy facade: ``xen.remus.save.Saver``
 adapts its shapes onto :func:`protect`.
 """
@@ -54,6 +65,101 @@ class Stats:
 #: <pause_us> <end_monotonic_s>`` (the last: CLOCK_MONOTONIC right after
 #: CHECKPOINT_END was written, before the commit hooks release any output)
 STATS_ENV = "XEN_REMUS_COMPAT_STATS_FILE"
+
+
+#: the default write deadline of :func:`protect`, seconds
+DEFAULT_WRITE_TIMEOUT = 5.0
+
+
+class _DefaultAction(BaseException):
+    """A deferred signal whose disposition is the default one (die): stop
+    checkpointing, resume the guest, then die by the signal."""
+
+    def __init__(self, signo: int) -> None:
+        super().__init__(signo)
+        self.signo = signo
+
+
+class DeferredSignals:
+    """SIGINT and SIGTERM while the trampoline runs: recorded by a handler
+    of ours, acted on (the previous handler called, e.g. raising
+    ``KeyboardInterrupt``) only at :meth:`deliver`, the loop's safe points.
+
+    A raising handler used to run wherever the trampoline let Python in: in
+    the middle of a hook's netlink transaction or of the ``CHECKPOINT_END``
+    write.  Repeats of a signal already acted on are dropped (a service
+    manager signals the whole group, and the ``--sim`` wrapper forwards its
+    copy too).  Handlers are only swapped on the main thread; ``SIG_IGN``
+    and handlers not set from Python are left alone.
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.saved: dict = {}
+        self.pending: Optional[int] = None
+        self.delivered = False
+
+    def __enter__(self) -> "DeferredSignals":
+        import signal
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.SIGNALS:
+            signo = getattr(signal, name)
+            handler = signal.getsignal(signo)
+            if handler is None or handler == signal.SIG_IGN:
+                continue
+            self.saved[signo] = handler
+            signal.signal(signo, self._record)
+        return self
+
+    def _record(self, signo, frame) -> None:
+        if self.pending is None and not self.delivered:
+            self.pending = signo
+
+    def deliver(self) -> None:
+        """A safe point: act on a signal that arrived since the last one."""
+        signo, self.pending = self.pending, None
+        if signo is None:
+            return
+        import signal
+        handler = self.saved.get(signo, signal.SIG_DFL)
+        try:
+            if not callable(handler):
+                raise _DefaultAction(signo)
+            handler(signo, None)
+        except BaseException:
+            self.delivered = True           # stopping: repeats say nothing new
+            raise
+
+    def __exit__(self, *exc) -> None:
+        import signal
+        for signo, handler in self.saved.items():
+            signal.signal(signo, handler)
+        self.saved = {}
+
+    def after(self) -> None:
+        """The trampoline has returned and the guest runs: a signal that
+        came after the last safe point is acted on now.  (When checkpointing
+        failed, this is not called: the failure is what the caller reports,
+        and it stops anyway.)"""
+        signo, self.pending = self.pending, None
+        if signo is None:
+            return
+        import signal
+        self.delivered = True
+        handler = signal.getsignal(signo)
+        if callable(handler):
+            handler(signo, None)
+        elif handler != signal.SIG_IGN:
+            _die_by(signo)
+
+
+def _die_by(signo: int) -> None:
+    import signal
+    signal.signal(signo, signal.SIG_DFL)
+    os.kill(os.getpid(), signo)
 
 
 def _block_signals():
@@ -131,6 +237,7 @@ class Loop:
                  preresume: Optional[Callable] = None,
                  commit: Optional[Callable] = None,
                  interval: int = 0, flags: int = 0,
+                 write_timeout: Optional[float] = None,
                  clock: Callable[[], float] = time.perf_counter,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.domid = domid
@@ -143,6 +250,9 @@ class Loop:
         self.clock = clock
         self.monotonic = monotonic
         self.checkpointer = checkpointer
+        #: seconds; None or 0: no deadline
+        self.write_timeout = write_timeout
+        self.signals = DeferredSignals()
         self.stats = Stats()
         path = os.environ.get(STATS_ENV)
         self.stats_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
@@ -150,6 +260,8 @@ class Loop:
 
     # the three trampolines' Python side ------------------------------------
     def _suspend(self):
+        # a safe point: the guest is suspended, nothing of the epoch written
+        self.signals.deliver()
         now = self.clock()
         self.stats.suspended_at = now
         self.stats._epoch_python = 0.0
@@ -183,7 +295,10 @@ class Loop:
                 self.stats.checkpoints, self.stats._epoch_python * 1e6,
                 self.stats.pauses[-1] * 1e6 if self.stats.pauses else 0.0, written))
         cb = self.hooks[2]
-        return cb() if cb else None
+        res = cb() if cb else None
+        # a safe point: the epoch is written and committed
+        self.signals.deliver()
+        return res
 
     def run(self) -> Stats:
         """Open and probe the domain, write the preamble, run the trampoline;
@@ -195,6 +310,7 @@ class Loop:
         without the backup ever creating a domain."""
         factory = self.checkpointer or checkpointer_module().checkpointer
         cp = factory()
+        default_action = None
         try:
             cp.open(self.domid)
             probe = getattr(cp, "probe", None)
@@ -203,8 +319,14 @@ class Loop:
                 logger.info("domain %d: %s guest, suspended through %s", self.domid,
                             getattr(cp, "guest_type", "?"), getattr(cp, "suspend_path", "?"))
             sw.write_all(self.fd, sw.preamble(self.config, blackhole=self.blackhole))
-            cp.start(self.fd, self._suspend, self._postcopy, self._checkpoint,
-                     self.interval, self.flags)
+            if self.write_timeout and hasattr(cp, "write_timeout"):
+                cp.write_timeout = max(1, int(self.write_timeout * 1000))
+            try:
+                with self.signals:
+                    cp.start(self.fd, self._suspend, self._postcopy, self._checkpoint,
+                             self.interval, self.flags)
+            except _DefaultAction as e:
+                default_action = e.signo
         finally:
             # nothing may interrupt the resume: hold SIGINT/SIGTERM until the
             # guest runs again (they are delivered right after)
@@ -218,11 +340,30 @@ class Loop:
                 if self.stats_fd is not None:
                     os.close(self.stats_fd)
                     self.stats_fd = None
+        if default_action is not None:
+            _die_by(default_action)         # the guest runs: now the default
+        self.signals.after()
         return self.stats
 
 
 #: How long a failed write waits for the backup's side to show why.
 BACKUP_GONE_WAIT = 2.0
+
+
+def _timed_out(e: BaseException, loop: "Loop") -> Optional[str]:
+    """The one line for a backup that stopped taking the stream, if that
+    is why checkpointing failed (the trampoline's deadline, or a write of
+    ours refused by the socket's send timeout)."""
+    import errno as errnos
+    code = getattr(e, "errno", None)
+    if not loop.write_timeout or code not in (errnos.ETIMEDOUT, errnos.EAGAIN):
+        return None
+    if code == errnos.ETIMEDOUT:
+        detail = str(e)
+    else:
+        detail = (f"the backup stopped taking the stream: a write blocked for "
+                  f"the write timeout ({loop.write_timeout:g}s)")
+    return f"{detail}; guest resumed, protection stopped"
 
 
 def _with_backup_state(message: str, fd: Any) -> str:
@@ -247,7 +388,8 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
             preresume: Optional[Callable] = None,
             commit: Optional[Callable] = None,
             interval: int = 0, flags: int = 0,
-            on_start: Optional[Callable[[Loop], None]] = None) -> Stats:
+            on_start: Optional[Callable[[Loop], None]] = None,
+            write_timeout: Optional[float] = DEFAULT_WRITE_TIMEOUT) -> Stats:
     """Protect ``domid`` until a hook stops it, a signal arrives or the stream fails.
 
     ``fd`` is an int, a file-like object or a transport; ``mode`` is
@@ -255,8 +397,13 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
     ``ready``, guessed from ``fd`` when None.  ``config`` is the
     libxl_domain_config for the xl header (ignored for blackhole).
     ``on_start`` sees the :class:`Loop` before the first checkpoint.
-    Raises :class:`errors.CheckpointFailed` when the trampoline or the
-    stream fails; the guest is left running either way."""
+    ``write_timeout`` (seconds, None or 0: none) bounds every write of the
+    stream and each epoch's writes while the guest is suspended (on a
+    socket: every transport's fd is one).  Raises
+    :class:`errors.CheckpointFailed` when the trampoline or the stream
+    fails, or the backup stops taking the stream; the guest is left running
+    either way.  SIGINT/SIGTERM handlers run at the loop's safe points
+    (:class:`DeferredSignals`)."""
     if mode is None:
         mode = stream_mode(fd)
     raw = _fileno(fd)
@@ -267,15 +414,19 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
             raise errors.CheckpointFailed(f"backup did not answer: {e}") from e
     loop = Loop(int(domid), raw, config=None if mode == "blackhole" else config,
                 blackhole=(mode == "blackhole"), postsuspend=postsuspend,
-                preresume=preresume, commit=commit, interval=interval, flags=flags)
+                preresume=preresume, commit=commit, interval=interval, flags=flags,
+                write_timeout=write_timeout)
     if on_start is not None:
         on_start(loop)
     ckpt = checkpointer_module()
     try:
         return loop.run()
-    except ckpt.error as e:
-        raise errors.CheckpointFailed(_with_backup_state(str(e), fd)) from e
-    except OSError as e:
+    except (ckpt.error, OSError) as e:
+        why = _timed_out(e, loop)
+        if why is not None:
+            raise errors.CheckpointFailed(why) from e
+        if isinstance(e, ckpt.error):
+            raise errors.CheckpointFailed(_with_backup_state(str(e), fd)) from e
         raise errors.CheckpointFailed(
             _with_backup_state(f"writing the stream: {e}", fd)) from e
 

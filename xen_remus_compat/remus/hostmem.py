@@ -62,7 +62,7 @@ class XlHostMemory:
             f"cannot read dom0's memory allocation ({self.sysfs}, {self.proc})")
 
     def set_dom0_target_mib(self, mib: int) -> None:
-        self.run([self.xl, "mem-set", "0", f"{int(mib)}m"])
+        self.run([self.xl, "mem-set", "--", "0", f"{int(mib)}m"])
 
 
 def default() -> XlHostMemory:

@@ -450,7 +450,7 @@ class _TlsRelay:
             self.writer.close()          # EOF for the thread: flush, stop
         except OSError:
             pass
-        if not self.done.wait(5):       # stuck sending to a hung receiver
+        if not self.done.wait(2):       # stuck sending to a hung receiver
             self.stopping = True
             try:    # wake it (the plain shutdown: the SSL object stays valid)
                 socket.socket.shutdown(self.tls, socket.SHUT_RDWR)

@@ -10,6 +10,14 @@ the primary, check the backup.
 4. the receiver fails over to the last complete checkpoint, and the verdict
    compares its memory, page by page, with what simxen recorded of the
    primary's memory at that checkpoint.
+
+Besides the summary, :attr:`DemoResult.series` holds one entry per
+checkpoint the backup completed: the pause (simxen's record of the guest's
+suspension), the pages sent, the stream throughput since the previous
+checkpoint, our Python time, and the latency from the primary writing the
+checkpoint's end to the backup having it (``ack_ms``: the xl stream has no
+acknowledgement, so this is the receiver's arrival time, known for the last
+checkpoints the receiver session keeps; null for the others).
 """
 from __future__ import annotations
 
@@ -49,6 +57,8 @@ class DemoResult:
     interval_ms: int = 200
     verdict: str = ""
     notes: List[str] = field(default_factory=list)
+    #: per checkpoint: checkpoint, pause_ms, pages, mb_per_s, python_us, ack_ms
+    series: List[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,8 +86,7 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
     from ..remus.receiver import ReceiverService
     ok, why = simxen.available()
     if not ok:
-        raise errors.EnvironmentProblem(f"the simulated Xen is not built: {why} "
-                                        "(run 'make native')")
+        raise errors.EnvironmentProblem(why)
     rng = random.Random(seed)
     # checked before anything is started (bad settings raise InputError)
     dom = simxen.SimDomain(name="demo-guest", pages=pages, dirty_rate=dirty_rate,
@@ -102,7 +111,7 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
     env.pop("PYTHONPATH", None)
     argv = [sys.executable, "-m", "xen_remus_compat.cli.remus", "--sim",
             "-i", str(interval), "-p", str(port), dom.name, "127.0.0.1"]
-    say(f"primary: {' '.join(argv[2:])}  ({pages * 4096 >> 20} MiB guest, "
+    say(f"primary: remus {' '.join(argv[3:])}  ({pages * 4096 >> 20} MiB guest, "
         f"{dirty_rate:g} pages/ms dirtied, {dirty_pattern})")
     out = open(os.path.join(tmp, "primary.out"), "wb")
     err = open(os.path.join(tmp, "primary.err"), "wb")
@@ -150,12 +159,19 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
         res.pages_per_checkpoint = round(statistics.mean(epochs), 1)
         res.mb_per_checkpoint = round(res.pages_per_checkpoint * 4096 / 1e6, 3)
     res.mb_per_s = round(result.bytes / 1e6 / elapsed, 2)
+    stats: dict = {}
     try:
         with open(stats_file) as f:
-            py = [float(line.split()[1]) for line in f if line.strip()]
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 4:
+                    stats[int(fields[0])] = (float(fields[1]), float(fields[3]))
+        py = [v[0] for v in stats.values()]
         res.python_us_per_checkpoint = round(statistics.median(py), 1) if py else 0.0
     except FileNotFoundError:
         res.notes.append("no engine statistics were written")
+    res.series = _series(res.checkpoints, pauses, result.pages_per_checkpoint,
+                         stats, session)
 
     # the verdict: backup memory == primary memory at the last complete checkpoint
     if res.checkpoints:
@@ -176,6 +192,37 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
     if not keep and workdir is None:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+def _series(checkpoints: int, pauses: List[float], pages: List[int], stats: dict,
+            session) -> List[dict]:
+    """One entry per complete checkpoint (see the module docstring)."""
+    arrived: dict = {}
+    times = list(getattr(session, "checkpoint_times", []))
+    last = getattr(session, "checkpoints", 0)
+    for back, at in enumerate(reversed(times)):
+        arrived[last - back] = at
+    out = []
+    previous_end = None
+    for n in range(1, checkpoints + 1):
+        python_us, end = stats.get(n, (None, None))
+        count = pages[n - 1] if n - 1 < len(pages) else None
+        rate = None
+        if count is not None and end is not None and previous_end is not None \
+                and end > previous_end:
+            rate = round(count * 4096 / 1e6 / (end - previous_end), 2)
+        ack = arrived.get(n)
+        out.append({
+            "checkpoint": n,
+            "pause_ms": round(pauses[n - 1], 3) if n - 1 < len(pauses) else None,
+            "pages": count,
+            "mb_per_s": rate,
+            "python_us": python_us,
+            "ack_ms": (round((ack - end) * 1000.0, 3)
+                       if ack is not None and end is not None and ack >= end else None),
+        })
+        previous_end = end
+    return out
 
 
 def format_table(res: DemoResult) -> str:

@@ -138,9 +138,24 @@ def _fault_ok(item: str) -> bool:
     return kind in FAULT_KINDS and (not n or (n.isdigit() and int(n) >= 1))
 
 
+#: where a wheel or the Debian package ships the stand-ins (setup.py)
+PACKAGED = Path(__file__).resolve().parent / "lib"
+
+
 def lib_dir() -> Path:
-    """``build/simxen`` of this tree, or ``$XRC_SIMXEN_LIBDIR``."""
-    return Path(os.environ.get("XRC_SIMXEN_LIBDIR", ROOT / "build" / "simxen"))
+    """``$XRC_SIMXEN_LIBDIR``; else the stand-ins shipped in the package
+    (``sim/lib``: a wheel, the Debian package); else ``build/simxen`` of
+    this source tree (``make native``)."""
+    wanted = os.environ.get("XRC_SIMXEN_LIBDIR")
+    if wanted:
+        return Path(wanted)
+    if (PACKAGED / LIBRARIES[0]).is_file() or not _source_tree():
+        return PACKAGED
+    return ROOT / "build" / "simxen"
+
+
+def _source_tree() -> bool:
+    return (ROOT / "lowlevel" / "simxen" / "simxen.mk").is_file()
 
 
 def xen_host(exists: Callable[[str], bool] = os.path.exists) -> Optional[str]:
@@ -152,10 +167,19 @@ def available(libdir: Optional[Path] = None) -> Tuple[bool, str]:
     """Are the stand-ins built?  ``(ok, reason)``."""
     libdir = Path(libdir) if libdir else lib_dir()
     missing = [n for n in LIBRARIES if not (libdir / n).is_file()]
-    if missing:
-        return False, (f"simxen is not built ({', '.join(missing)} missing in "
-                       f"{libdir}); run `make -C lowlevel simxen`")
-    return True, ""
+    if not missing:
+        return True, ""
+    where = f"{', '.join(missing)} missing in {libdir}"
+    if os.environ.get("XRC_SIMXEN_LIBDIR"):
+        return False, (f"the simulated Xen's libraries are not where "
+                       f"XRC_SIMXEN_LIBDIR points ({where})")
+    if _source_tree():
+        return False, (f"the simulated Xen (simxen) is not built ({where}); "
+                       f"run `make native` (or `make -C lowlevel simxen`)")
+    return False, (f"the simulated Xen's libraries are not installed ({where}); "
+                   f"this installation was built without them: reinstall "
+                   f"xen-remus-compat from a wheel or Debian package built by "
+                   f"its setup.py, or point XRC_SIMXEN_LIBDIR at them")
 
 
 def _refuse_on_xen(force: bool, exists: Callable[[str], bool]) -> None:
@@ -213,18 +237,27 @@ def reexec_if_needed(args: Sequence[str], *,
     Returns None when the caller already runs against simxen (go on),
     else the child's exit status.  The child's domain comes from the
     caller's ``SIMXEN_*`` variables.  Ctrl-C reaches the child through the
-    terminal; SIGTERM is forwarded.
+    terminal; SIGTERM is forwarded, and the child gets SIGTERM too when this
+    process dies without forwarding it (SIGKILL): it never protects on its
+    own (:func:`die_with_parent`).
     """
     if active():
+        die_with_parent()
         return None
     force = force or os.environ.get("SIMXEN_FORCE") == "1"
     env = environment(state_dir or os.environ.get("SIMXEN_STATE_DIR"),
                       SimDomain.from_env(os.environ), force=force)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    env[PARENT_ENV] = str(os.getpid())
     proc = subprocess.Popen([sys.executable, *args], env=env)
-    old = signal.signal(signal.SIGTERM,
-                        lambda signo, frame: proc.send_signal(signo))
+    forwarded = []
+
+    def forward(signo, frame):
+        forwarded.append(signo)
+        proc.send_signal(signo)
+
+    old = signal.signal(signal.SIGTERM, forward)
     try:
         while True:
             try:
@@ -233,8 +266,33 @@ def reexec_if_needed(args: Sequence[str], *,
             except KeyboardInterrupt:
                 continue            # the child got it too and decides
     finally:
-        signal.signal(signal.SIGTERM, old)
+        # the child has stopped: a late repeat must not kill us (143)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if forwarded else old)
     return 128 - rc if rc < 0 else rc
+
+
+#: the pid of the :func:`reexec_if_needed` wrapper, in its child's environment
+PARENT_ENV = "XRC_SIMXEN_WRAPPER_PID"
+#: prctl(2)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signo: int = signal.SIGTERM) -> bool:
+    """In the child of :func:`reexec_if_needed`: be sent ``signo`` when the
+    wrapper dies (``PR_SET_PDEATHSIG``), as if it had forwarded a SIGTERM,
+    so the guest is resumed and buffers removed rather than protected by an
+    orphan nobody controls.  The variable is consumed (commands this process
+    starts are not the wrapper's children).  True when armed."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None or not parent.isdigit():
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signo), 0, 0, 0) != 0:
+        raise EnvironmentProblem("prctl(PR_SET_PDEATHSIG): "
+                                 + os.strerror(ctypes.get_errno()), source="simxen")
+    if os.getppid() != int(parent):     # it died before we could ask
+        os.kill(os.getpid(), signo)
+    return True
 
 
 def run(args: Sequence[str], state_dir: Optional[os.PathLike] = None,

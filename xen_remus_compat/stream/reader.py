@@ -97,13 +97,17 @@ class StreamWalker:
     """
 
     def __init__(self, src: ByteSource, *, fmt: str = "auto",
-                 strict: bool = True, keep_bodies: bool = True) -> None:
+                 strict: bool = True, keep_bodies: bool = True,
+                 max_record: Optional[int] = None) -> None:
         if fmt not in FORMATS + ("auto",):
             raise ValueError(f"unknown stream format {fmt!r}")
         self.src = src
         self.fmt = fmt
         self.rules = Rules(strict)
         self.keep_bodies = keep_bodies
+        #: A reader's own ceiling on one record body, below the specs' own
+        #: (a service bounding its memory per connection); None: the specs'.
+        self.max_record = max_record
         self.xl_header: Optional[xl.Header] = None
         self.config: Optional[dict] = None
         self.state = libxc.State()
@@ -150,6 +154,11 @@ class StreamWalker:
         if length > max_body:
             raise self._fail(f"{layer} record (0x{rtype:08x}, {name}) length "
                              f"0x{length:x} exceeds max (0x{max_body:x})",
+                             start + 4)
+        if self.max_record is not None and length > self.max_record:
+            raise self._fail(f"{layer} record (0x{rtype:08x}, {name}) length "
+                             f"0x{length:x} exceeds this reader's limit of "
+                             f"0x{self.max_record:x} bytes per record",
                              start + 4)
         pad = padding(length)
         try:

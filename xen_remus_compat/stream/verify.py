@@ -114,8 +114,8 @@ def verify(stream: StreamLike, *, fmt: str = "auto", strict: bool = True,
             first = rec.epoch == 0
             if grammar != "off" and not GRAMMAR[(guest, first)].fullmatch(seq):
                 msg = (f"epoch {rec.epoch} (offset {epoch_start[0]}..{rec.end})"
-                       f": record order {seq or '(none)'} does not follow "
-                       f"xl-side.md §3.5: {GRAMMAR_TEXT[guest]}")
+                       f": record order {seq or '(none)'} is not what libxl "
+                       f"writes: {GRAMMAR_TEXT[guest]}")   # xl-side.md §3.5
                 if grammar == "error":
                     raise StreamError(msg, source=src.source,
                                       offset=epoch_start[0])

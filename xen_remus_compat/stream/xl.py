@@ -161,13 +161,22 @@ def read_header(src: ByteSource) -> Header:
 
 
 def check_config(hdr: Header, src: ByteSource) -> Optional[dict]:
-    """Decode the JSON config, turning a JSON error into a stream error."""
+    """Decode the JSON config, turning a JSON error into a stream error.
+
+    Python's JSON decoder recurses once per nesting level: a config nested
+    deeper than the interpreter's stack (libxl's own JSON parser, yajl,
+    stops at 128 levels) is malformed input like any other, not our bug.
+    """
     try:
         cfg = hdr.config_json()
     except (ValueError, UnicodeDecodeError) as exc:
         raise src.error(f"domain config in the xl header is not valid JSON: "
                         f"{exc}", hdr.offset + HEADER.size + CONFIG_LEN.size
                         ) from exc
+    except RecursionError:
+        raise src.error("domain config in the xl header is not valid JSON: "
+                        "nested too deeply",
+                        hdr.offset + HEADER.size + CONFIG_LEN.size) from None
     if cfg is not None and not isinstance(cfg, dict):
         raise src.error("domain config in the xl header is not a JSON object",
                         hdr.offset + HEADER.size + CONFIG_LEN.size)
@@ -191,6 +200,16 @@ def expect_message(read: Callable[[int], bytes], name: str) -> None:
         raise StreamError(f"{name} contained unexpected data instead of "
                           f"{want!r}: got {got!r}", source="migration stream",
                           offset=0)
+
+
+def shown(text: str) -> str:
+    """``text`` safe to print on one line: what is not printable (newline,
+    ESC, a lone surrogate from a JSON ``\\udXXX`` escape...) is written as
+    its Python escape, so a name read from a stream cannot forge output
+    lines, move the cursor, or fail to encode."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def config_name(config: Optional[dict]) -> Optional[str]:

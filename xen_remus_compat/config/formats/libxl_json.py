@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional
 from ...errors import ConfigError
 from .. import limits
 from ..common import (ACTIONS_TO_LIBXL, LIBXL_TO_ACTION, MEMKB, SHUTDOWN_KEYS, TIMER_MODES,
-                      affinity_fields, canonical_uuid, format_cpulist, libxl_action,
+                      TSC_MODES, affinity_fields, canonical_uuid, format_cpulist, libxl_action,
                       online_vcpus, parse_cpulist, vfb_type, xl_action)
 from ..model import DOMAIN_TYPES, Domain, HvmSettings, PciDev, Vfb
 from ..specs import diskspec, vifspec
@@ -204,6 +204,8 @@ def domain_from_libxl(cfg: Dict[str, Any], *, domid: Optional[int] = None,
                 dom.extra.append(("libxl:c_info.domid", n))
         elif key == "hap" and dom.hvm is not None:
             dom.hvm.hap = r.defbool(path, value)
+        elif key == "pool_name":
+            dom.pool = r.str(path, value)
         else:
             _keep(dom.extra, path, value)
     _read_b_info(r, dom, b_info)
@@ -302,6 +304,27 @@ def _timer_mode(r: _Reader, dom: Domain, path: str, value: Any) -> None:
         dom.hvm.timer_mode = TIMER_MODES.index(name)
 
 
+def _tsc_mode(r: _Reader, dom: Domain, path: str, value: Any) -> None:
+    name = r.str(path, value).lower()
+    if name in TSC_MODES:
+        dom.tsc_mode = name
+    else:
+        _keep(dom.extra, path, value)
+
+
+def _ioports(r: _Reader, dom: Domain, path: str, value: Any) -> None:
+    """``[{"first": 1016, "number": 8}]`` -> xl's ``3f8-3ff``."""
+    if not isinstance(value, list):
+        raise r.error(path, "expected an array")
+    for i, item in enumerate(value):
+        o = r.obj(f"{path}[{i}]", item)
+        first = r.int(f"{path}[{i}].first", o.get("first", 0))
+        last = first + r.int(f"{path}[{i}].number", o.get("number", 1)) - 1
+        if not 0 <= first <= last <= 0xFFFF:
+            raise r.error(f"{path}[{i}]", "not an I/O port range")
+        dom.ioports.append(f"{first:x}" if first == last else f"{first:x}-{last:x}")
+
+
 def _type_hvm(r: _Reader, dom: Domain, path: str, value: Any) -> None:
     _read_hvm(r, dom, dom.hvm, r.obj(path, value))
 
@@ -344,6 +367,10 @@ _B_INFO: Dict[str, Handler] = {
     "apic": _hvm_only(_setter("apic", "defbool", on_hvm=True)),
     "rtc_timeoffset": _hvm_only(_rtc_timeoffset),
     "timer_mode": _hvm_only(_timer_mode),
+    "tsc_mode": _tsc_mode,
+    "ioports": _ioports,
+    "irqs": lambda r, dom, path, value: dom.irqs.extend(r.bits(path, value)),
+    "nested_hvm": _hvm_only(_setter("nestedhvm", "defbool", on_hvm=True)),
     "type.hvm": _hvm_only(_type_hvm),
     "type.pv": _type_pv,
 }
@@ -368,7 +395,7 @@ def _read_b_info(r: _Reader, dom: Domain, b: Dict[str, Any]) -> None:
 #: HVM defbools of ``type.hvm``; ``acpi``/``apic`` are deprecated
 #: duplicates of the b_info fields, which win.
 _HVM_DEFBOOLS = ("pae", "hpet", "viridian", "nographic", "usb",
-                 "xen_platform_pci", "acpi", "apic")
+                 "xen_platform_pci", "acpi", "apic", "vpt_align")
 
 #: libxl vnc / sdl fields -> (Vfb attribute, ``_Reader`` method).
 _VNC_FIELDS = {"enable": ("vnc", "defbool"), "listen": ("vnclisten", "str"),

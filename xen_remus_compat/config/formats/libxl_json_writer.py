@@ -21,9 +21,9 @@ from ..common import MEMKB, SHUTDOWN_KEYS, TIMER_MODES, defbool, libxl_action, p
 from ..model import Domain, HvmSettings
 from ..specs import diskspec, vifspec
 from ..specs import pci as pcispec
-from ..xlpolicy import (avail_vcpu_bits, boot_files, bootloader_argv, device_model,
-                        effective_cmdline, hvm_firmware, hvm_graphics, localtime,
-                        max_vcpus, pv_vfbs)
+from ..xlpolicy import (DEFAULT_POOL, avail_vcpu_bits, boot_files, bootloader_argv,
+                        device_model, hvm_firmware, hvm_graphics, image_flags, localtime, max_vcpus,
+                        pci_option_defaults, pv_vfbs, xl_bootloader, xl_cmdline)
 
 __all__ = ["domain_to_libxl"]
 
@@ -77,6 +77,10 @@ def domain_to_libxl(dom: Domain) -> Dict[str, Any]:
         c_info["hap"] = defbool(hvm.hap)
     _put(c_info, "name", dom.name or None)
     _put(c_info, "uuid", dom.uuid)
+    if dom.pool and dom.pool != DEFAULT_POOL:
+        c_info["pool_name"] = dom.pool
+    for key, value in image_flags(dom).items():       # oos
+        c_info[key] = defbool(value)
 
     b: Dict[str, Any] = {}
     if max_vcpus(dom) is not None:
@@ -109,7 +113,7 @@ def domain_to_libxl(dom: Domain) -> Dict[str, Any]:
     _put(b, "sched_params", sched)
     kernel, ramdisk, _ = boot_files(dom)
     _put(b, "kernel", kernel)
-    cmdline, _ = effective_cmdline(dom)
+    cmdline, _ = xl_cmdline(dom)
     _put(b, "cmdline", cmdline)
     _put(b, "ramdisk", ramdisk)
     dm, _ = device_model(dom)
@@ -118,8 +122,17 @@ def domain_to_libxl(dom: Domain) -> Dict[str, Any]:
         b["device_model"] = dm
     if hvm is not None and hvm.acpi is not None:
         b["acpi"] = defbool(hvm.acpi)
-    _put(b, "bootloader", dom.bootloader)
+    _put(b, "bootloader", xl_bootloader(dom))
     _put(b, "bootloader_args", bootloader_argv(dom))
+    if dom.tsc_mode and dom.tsc_mode != "default":
+        b["tsc_mode"] = dom.tsc_mode
+    if dom.cpuid:
+        b["cpuid"] = {"cpuid": [_cpuid_json(text) for text in dom.cpuid]}
+    if dom.ioports:
+        b["ioports"] = [_ioports_json(text) for text in dom.ioports]
+    _put(b, "irqs", list(dom.irqs))
+    if hvm is not None and hvm.nestedhvm is not None:
+        b["nested_hvm"] = defbool(hvm.nestedhvm)
     if hvm is not None and hvm.timer_mode is not None:
         if not 0 <= hvm.timer_mode < len(TIMER_MODES):
             raise ConfigError(f"timer_mode {hvm.timer_mode} is not one of 0-3")
@@ -144,7 +157,8 @@ def domain_to_libxl(dom: Domain) -> Dict[str, Any]:
         d.setdefault("devid", index)
         nics.append(d)
     _put(cfg, "nics", nics)
-    _put(cfg, "pcidevs", [pcispec.pci_to_libxl(p) for p in dom.pci])
+    pci_defaults = pci_option_defaults(dom)
+    _put(cfg, "pcidevs", [pcispec.pci_to_libxl(p, defaults=pci_defaults) for p in dom.pci])
     if dom.type != "hvm":
         vfbs, vkbs = [], []
         for index, g in enumerate(pv_vfbs(dom)):
@@ -202,4 +216,26 @@ def _hvm_json(dom: Domain, hvm: HvmSettings) -> Dict[str, Any]:
     _put(h, "soundhw", hvm.soundhw)
     if hvm.xen_platform_pci is not None:
         h["xen_platform_pci"] = defbool(hvm.xen_platform_pci)
+    if hvm.vpt_align is not None:
+        h["vpt_align"] = defbool(hvm.vpt_align)
     return h
+
+
+def _cpuid_json(text: str) -> Dict[str, Any]:
+    """``LEAF[,SUBLEAF]:REG=BITS,...`` as libxl's cpuid policy entry
+    (``libxl_cpuid_parse_config_xend``: numbers in C syntax)."""
+    leaf, _, regs = text.partition(":")
+    first, _, sub = leaf.partition(",")
+    d: Dict[str, Any] = {"leaf": int(first, 0)}
+    if sub:
+        d["subleaf"] = int(sub, 0)
+    for reg in regs.split(","):
+        name, _, bits = reg.partition("=")
+        d[name] = bits
+    return d
+
+
+def _ioports_json(text: str) -> Dict[str, int]:
+    first, _, last = text.partition("-")
+    a = int(first, 16)
+    return {"first": a, "number": int(last or first, 16) - a + 1}

@@ -37,7 +37,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import ConfigError
 from .. import limits
-from ..common import ACTIONS, affinity_fields, canonical_uuid, online_vcpus, vfb_type
+from ..common import (ACTIONS, TSC_MODES, affinity_fields, canonical_uuid, online_vcpus,
+                      vfb_type)
 from ..model import Domain, HvmSettings, Vfb
 from .sxpr_devices import VFB_KEYS, add_image_cdrom, read_device
 from .sxpr_values import (IMAGE_TYPE_KEY, ROOT_NAMES, RUNTIME_EXTRA_KEYS, Ctx, as_flag,
@@ -121,6 +122,8 @@ def domain_from_sxpr(sxpr: Sequence, *, source: Optional[str] = None) -> Domain:
         elif key == "cpu":
             # merged into cpus below, as XendConfig did
             cpu_legacy = as_text(ctx, path, scalar(ctx, path, item))
+        elif key == "cpuid" and (cpuid := _cpuid(item)) is not None:
+            dom.cpuid = cpuid
         elif key in _TOP:
             _TOP[key](ctx, path, dom, item)
         else:
@@ -205,6 +208,7 @@ _TOP: Dict[str, Callable] = {
     "on_crash": field_setter("on_crash", _action),
     "localtime": field_setter("localtime", as_flag),
     "description": field_setter("description", as_text),
+    "pool_name": field_setter("pool", as_text),
     "state": field_setter("state", as_text),
     "status": _int_field("status", minimum=None),
     "start_time": _float_field("start_time"),
@@ -301,6 +305,11 @@ def _read_image(ctx: Ctx, path: str, dom: Domain, image: Sequence) -> None:
             _HVM[key](ctx, kpath, dom.hvm, item)
         elif key == PVH_MARK and kind == "linux" and tail(item) in (["1"], [1]):
             dom.type = "pvh"
+        elif key == "tsc_mode" and _tsc_mode(ctx, kpath, dom, item):
+            pass
+        elif key == "localtime" and dom.type != "hvm" and dom.localtime is None:
+            # xend kept the RTC setting in the image too; xl's is top-level
+            dom.localtime = as_flag(ctx, kpath, scalar(ctx, kpath, item))
         else:
             dom.image_extra.append((key, tail(item)))
     if "kernel" in texts:
@@ -324,6 +333,48 @@ def _read_image(ctx: Ctx, path: str, dom: Domain, image: Sequence) -> None:
     if have_vfb:
         vfb.type = vfb_type(vfb)
         dom.vfbs.append(vfb)
+
+
+def _tsc_mode(ctx: Ctx, path: str, dom: Domain, elem: Sequence) -> bool:
+    """xend's integer ``tsc_mode`` (0-3) -> its xl name; False (kept in
+    ``image_extra``, and reported) for anything else."""
+    n = as_int(ctx, path, scalar(ctx, path, elem), minimum=None)
+    if n is None or not 0 <= n < len(TSC_MODES):
+        return False
+    dom.tsc_mode = TSC_MODES[n]
+    return True
+
+
+_CPUID_INPUT = re.compile(r"^(0x[0-9a-fA-F]+|[0-9]+)(,(0x[0-9a-fA-F]+|[0-9]+))?$")
+_CPUID_BITS = re.compile(r"^[01xXkKsS]{32}$")
+
+
+def _cpuid(elem: Sequence) -> Optional[List[str]]:
+    """xend's ``(cpuid ((INPUT ((REG BITS) ...)) ...))`` (XendConfig
+    ``cpuid_to_sxp``) as xl.cfg(5)'s xend-style ``cpuid`` strings
+    (``INPUT:REG=BITS,...``); None when it is not that shape (kept in
+    ``extra`` and reported)."""
+    kids = children(elem)
+    if len(kids) != 1 or not isinstance(kids[0], (list, tuple)):
+        return None
+    out: List[str] = []
+    for entry in kids[0]:
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2
+                and isinstance(entry[0], (str, int))
+                and isinstance(entry[1], (list, tuple)) and entry[1]):
+            return None
+        leaf = str(entry[0])
+        regs = []
+        for reg in entry[1]:
+            if not (isinstance(reg, (list, tuple)) and len(reg) == 2
+                    and reg[0] in ("eax", "ebx", "ecx", "edx")
+                    and isinstance(reg[1], str) and _CPUID_BITS.match(reg[1])):
+                return None
+            regs.append(f"{reg[0]}={reg[1]}")
+        if not _CPUID_INPUT.match(leaf):
+            return None
+        out.append(f"{leaf}:{','.join(regs)}")
+    return out or None
 
 
 def _hvm_list(attr: str) -> Callable:
@@ -368,4 +419,6 @@ _HVM: Dict[str, Callable] = {
     "parallel": _hvm_list("parallel"),
     "monitor": field_setter("monitor", as_flag),
     "xen_platform_pci": field_setter("xen_platform_pci", as_flag),
+    "vpt_align": field_setter("vpt_align", as_flag),
+    "nestedhvm": field_setter("nestedhvm", as_flag),
 }

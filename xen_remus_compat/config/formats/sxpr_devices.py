@@ -254,8 +254,45 @@ def _pci_dev(ctx: Ctx, path: str, props: List[Tuple[str, Any]]) -> PciDev:
     return pci
 
 
+# ---- ioports, irq ---------------------------------------------------------
+
+def _read_ioports(ctx: Ctx, path: str, dom: Domain, dev: Sequence,
+                  whole: Sequence) -> None:
+    """``(ioports (from 0x3f8) (to 0x3ff))`` (xend ``server/iopif.py``: an
+    inclusive range, decimal or ``0x`` hex) -> xl's ``ioports`` entry
+    ``3f8-3ff``.  Any other key keeps the device whole in ``extra``."""
+    props = dict(_props(ctx, path, dev))
+    if set(props) - {"from", "to", "uuid"} or "from" not in props:
+        dom.extra.append(("device", tail(whole)))
+        return
+    ends = []
+    for key in ("from", "to"):
+        item = props.get(key, props["from"])
+        ends.append(as_int(ctx, f"{path}/{key}", scalar(ctx, f"{path}/{key}", item),
+                           base_prefixes=True))
+    first, last = ends
+    if first is None or last is None or not 0 <= first <= last <= 0xFFFF:
+        raise ctx.error(path, f"not an I/O port range: {short(tail(dev))}")
+    dom.ioports.append(f"{first:x}" if first == last else f"{first:x}-{last:x}")
+
+
+def _read_irq(ctx: Ctx, path: str, dom: Domain, dev: Sequence,
+              whole: Sequence) -> None:
+    """``(irq (irq 5))`` (xend ``server/irqif.py``) -> xl's ``irqs`` entry."""
+    props = dict(_props(ctx, path, dev))
+    if set(props) - {"irq", "uuid"} or "irq" not in props:
+        dom.extra.append(("device", tail(whole)))
+        return
+    n = as_int(ctx, f"{path}/irq", scalar(ctx, f"{path}/irq", props["irq"]),
+               base_prefixes=True)
+    if n is None:
+        raise ctx.error(f"{path}/irq", "missing the IRQ number")
+    dom.irqs.append(n)
+
+
 #: xend device class -> reader(ctx, path, dom, dev, whole device element).
 _DEVICES: Dict[str, Callable] = {
     "vbd": _read_disk, "tap": _read_disk, "tap2": _read_disk,
     "vif": _read_vif, "vfb": _read_vfb, "vkbd": _read_vkbd, "pci": _read_pci,
+    "ioports": _read_ioports, "irq": _read_irq,
 }

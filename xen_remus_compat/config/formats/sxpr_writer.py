@@ -15,7 +15,7 @@ import re
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from ...errors import ConfigError
-from ..common import ACTIONS, parse_cpulist
+from ..common import ACTIONS, TSC_MODES, parse_cpulist
 from ..model import Disk, Domain, Nic, PciDev
 from ..specs import diskspec
 from ..specs import pci as pcispec
@@ -92,6 +92,10 @@ def domain_to_sxpr(dom: Domain, *, form: str = "runtime") -> list:
             out.append([key, value])
     if dom.localtime is not None:
         out.append(["localtime", _b(dom.localtime)])
+    if dom.pool:
+        out.append(["pool_name", dom.pool])
+    if dom.cpuid:
+        out.append(["cpuid", [_cpuid_sxpr(s) for s in dom.cpuid]])
     memory = dom.memory
     maxmem = dom.maxmem if dom.maxmem is not None else memory
     if maxmem is not None:
@@ -117,6 +121,12 @@ def domain_to_sxpr(dom: Domain, *, form: str = "runtime") -> list:
                 out.append([key, value])
     out.extend(_devices_sxpr(dom, runtime))
     return out
+
+
+def _cpuid_sxpr(text: str) -> list:
+    """``LEAF:REG=BITS,...`` -> xend's ``(LEAF ((REG BITS) ...))``."""
+    leaf, _, regs = text.partition(":")
+    return [leaf, [reg.split("=", 1) for reg in regs.split(",") if "=" in reg]]
 
 
 def _cpus_sxpr(dom: Domain) -> Optional[list]:
@@ -156,6 +166,8 @@ _HVM_OUT: List[Tuple[str, str, str]] = [
     ("parallel", "parallel", "list"),
     ("monitor", "monitor", "flag"),
     ("xen_platform_pci", "xen_platform_pci", "flag"),
+    ("vpt_align", "vpt_align", "flag"),
+    ("nestedhvm", "nestedhvm", "flag"),
 ]
 
 _VFB_OUT: List[Tuple[str, str, str]] = [
@@ -205,6 +217,8 @@ def _image_sxpr(dom: Domain) -> list:
         image.append(["args", cmdline])
     if dom.type == "pvh":
         image.append(["pvh", 1])       # legacy code reads a linux image; see sxpr.PVH_MARK
+    if dom.tsc_mode in TSC_MODES:
+        image.append(["tsc_mode", TSC_MODES.index(dom.tsc_mode)])
     if hvm is not None and dom.type == "hvm":
         image.extend(_fields(hvm, _HVM_OUT))
     for vfb in dom.vfbs:
@@ -251,6 +265,12 @@ def _devices_sxpr(dom: Domain, runtime: bool) -> List[list]:
             body.append(["backend", 0])
         body.extend(_pci_dev_sxpr(pci) for pci in dom.pci)
         out.append(["device", body])
+    for ports in dom.ioports:
+        first, _, last = ports.partition("-")
+        out.append(["device", ["ioports", ["from", f"0x{first}"],
+                               ["to", f"0x{last or first}"]]])
+    for irq in dom.irqs:
+        out.append(["device", ["irq", ["irq", irq]]])
     for vfb in dom.vfbs:
         if vfb.origin == "image":
             continue

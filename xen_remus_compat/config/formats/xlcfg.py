@@ -15,12 +15,17 @@ NUL cannot be represented at all, and numbers cannot be negative (a
 negative value is written as a quoted string, which ``xlu_cfg_get_long``
 parses with ``strtol``).  Every item with no xl equivalent becomes a
 ``# untranslated: key = value  (reason)`` comment and an entry in
-:attr:`XlConfig.untranslated`.  Decisions: ``docs/decisions.d/config.md``.
+:attr:`XlConfig.untranslated`; a xend-era path a bookworm host does not have
+is rewritten (``# rewritten: ...``) or flagged (``# check: ...``); a kept key
+that changes nothing (xl's default, runtime state) is only listed in
+:attr:`XlConfig.omitted` (``xlcfg_leftovers.py``).  A remus disk's needs
+are written as comments too.  Decisions: ``docs/decisions.d/config.md``.
 """
 from __future__ import annotations
 
 import json
 import logging
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -30,43 +35,30 @@ from ..common import SHUTDOWN_KEYS, TIMER_MODES, xl_action
 from ..model import Domain
 from ..specs import diskspec, vifspec
 from ..specs import pci as pcispec
+from .xlcfg_leftovers import DEFAULT_REASON, REASONS, classify, device_class
 
 log = logging.getLogger("xen_remus_compat")
 
-__all__ = ["XlConfig", "to_xlcfg", "quote"]
+__all__ = ["XlConfig", "Item", "to_xlcfg", "quote", "comment_text", "REASONS",
+           "DEFAULT_REASON", "KINDS"]
 
 Value = Union[int, bool, str, List[str]]
 
-#: Why a kept key has no xl equivalent (keys of ``extra``/``image_extra``).
-REASONS: Dict[str, str] = {
-    "online_vcpus": "runtime state of the running domain",
-    "up_time": "runtime state of the running domain",
-    "shutdown_reason": "runtime state of the running domain",
-    "memory_dynamic_min": "xend ballooning range; xl has memory/maxmem only",
-    "memory_dynamic_max": "xend ballooning range; xl has memory/maxmem only",
-    "on_xend_start": "xend daemon start policy; xl has no daemon",
-    "on_xend_stop": "xend daemon stop policy; xl has no daemon",
-    "features": "xend PV feature string; xl has no such key",
-    "notes": "ELF notes xend read from the kernel; not configuration",
-    "superpages": "xend-only option",
-    "nomigrate": "not carried over (xl nomigrate would forbid Remus)",
-    "tsc_mode": "xend integer tsc_mode not carried over",
-    "videoram": "PV framebuffer memory; xl has no PV videoram",
-    "pci": "xend image-level pci list; PCI devices are translated from (device (pci))",
-    "vcpus": "duplicate of the top-level vcpus",
-    "device": "device class with no xl equivalent",
-    "cpu_weight": "xend 3.0 relative weight (float), not a credit weight",
-    "security_label": "xend security label; see xl seclabel",
-    "image_type": "kernel image type; xl boots it as a PV kernel",
-    "location": "runtime state (where xend put the console/VNC server)",
-    "uuid": "xend device UUID; xl assigns its own",
-    "driver": "xend frontend driver note",
-    "VDI": "Xen-API VDI reference; xl has no VDIs",
-    "backend": "non-default backend domain",
-    "device_model": "PV framebuffer device model; xl starts its own qemu for a vfb",
-    "dev": "xend vif backend device name; xl names vifs vif<domid>.<devid>",
-}
-DEFAULT_REASON = "no xl equivalent"
+#: Kinds of :class:`Item` (what the report groups by, after the reason).
+KINDS = ("untranslated", "rewritten", "flagged")
+
+
+@dataclass
+class Item:
+    """One thing the report says about a domain: an ``untranslated`` key, a
+    ``rewritten`` value (``new`` None: left to xl's default) or a ``flagged``
+    one (written, but a bookworm host has no such path)."""
+
+    kind: str
+    key: str
+    reason: str
+    value: str = ""          # as written in the comment (quoted, one line)
+    new: Optional[str] = None
 
 
 @dataclass
@@ -75,6 +67,13 @@ class XlConfig:
 
     text: str
     untranslated: List[Tuple[str, str]] = field(default_factory=list)
+    #: every reported item, untranslated ones included, in file order
+    items: List[Item] = field(default_factory=list)
+    #: (key, why) kept keys left out because that changes nothing
+    omitted: List[Tuple[str, str]] = field(default_factory=list)
+    #: (kind, key, path) every host path written (``bootloader``,
+    #: ``firmware``, ``file``, ``disk``), for ``convert --check-host``
+    paths: List[Tuple[str, str, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------
@@ -168,6 +167,10 @@ class _Out:
     def __init__(self) -> None:
         self.lines: List[str] = []
         self.untranslated: List[Tuple[str, str]] = []
+        self.items: List[Item] = []
+        self.omitted: List[Tuple[str, str]] = []
+        self.paths: List[Tuple[str, str, str]] = []
+        self.notes: List[str] = []
         self.comments: List[str] = []
 
     def set(self, key: str, value: Optional[Value]) -> None:
@@ -175,15 +178,47 @@ class _Out:
             return
         self.lines.append(f"{key} = {_render(value, key)}")
 
+    def path(self, kind: str, key: str, value: Optional[str]) -> None:
+        if value:
+            self.paths.append((kind, key, value))
+
     def skip(self, key: str, value: Any, reason: str) -> None:
         self.untranslated.append((key, reason))
+        shown = _oneline(value)
+        self.items.append(Item("untranslated", key, reason, shown))
         # key and reason can hold input text (a hostile key name with a
         # newline would otherwise put a live line into the file xl reads)
-        self.comments.append(f"# untranslated: {comment_text(key)} = {_oneline(value)}"
+        self.comments.append(f"# untranslated: {comment_text(key)} = {shown}"
                              f"  ({comment_text(reason)})")
+
+    def rewrite(self, key: str, old: Any, new: Optional[str], reason: str) -> None:
+        shown = _oneline(old)
+        self.items.append(Item("rewritten", key, reason, shown, new))
+        after = _oneline(new) if new is not None else "(not set)"
+        self.comments.append(f"# rewritten: {comment_text(key)} = {shown} -> {after}"
+                             f"  ({comment_text(reason)})")
+
+    def flag(self, key: str, value: Any, reason: str) -> None:
+        shown = _oneline(value)
+        self.items.append(Item("flagged", key, reason, shown))
+        self.comments.append(f"# check: {comment_text(key)} = {shown}"
+                             f"  ({comment_text(reason)})")
+
+    def omit(self, key: str, why: str) -> None:
+        self.omitted.append((key, why))
+
+    def note(self, text: str) -> None:
+        """A comment block for the operator (wrapped, escaped)."""
+        wrapped = textwrap.wrap(comment_text(text), width=76, break_long_words=False,
+                                break_on_hyphens=False) or [""]
+        self.notes.append("\n".join(("# " if i == 0 else "#   ") + line
+                                    for i, line in enumerate(wrapped)))
 
     def text(self) -> str:
         lines = list(self.lines)
+        if self.notes:
+            lines.append("")
+            lines.extend(self.notes)
         if self.comments:
             lines.append("")
             lines.extend(self.comments)
@@ -206,6 +241,10 @@ def to_xlcfg(dom: Domain, *, remus: str = "script") -> XlConfig:
     out.set("name", dom.name)
     out.set("uuid", dom.uuid)
     out.set("type", dom.type)
+    if dom.pool and dom.pool != xlpolicy.DEFAULT_POOL:
+        out.set("pool", dom.pool)
+    elif dom.pool:
+        out.omit("pool_name", "xl's default")
     _memory(dom, out)
     _vcpus(dom, out)
     _boot(dom, out)
@@ -214,11 +253,33 @@ def to_xlcfg(dom: Domain, *, remus: str = "script") -> XlConfig:
         if value:
             out.set(key, xl_action(value))
     out.set("localtime", _flag(xlpolicy.localtime(dom)))
+    _platform(dom, out)
     if dom.type == "hvm":
         _hvm(dom, out)
     _devices(dom, out, remus)
     _leftovers(dom, out)
-    return XlConfig(text=out.text(), untranslated=out.untranslated)
+    return XlConfig(text=out.text(), untranslated=out.untranslated, items=out.items,
+                    omitted=out.omitted, paths=out.paths)
+
+
+def _platform(dom: Domain, out: _Out) -> None:
+    """TSC mode, CPUID, I/O ports and IRQs (xl.cfg(5) of Xen 4.17)."""
+    if dom.tsc_mode == "native_paravirt":
+        out.skip("tsc_mode", dom.tsc_mode,
+                 "xend's tsc_mode 3 (native_paravirt, PVRDTSCP) was removed from "
+                 "Xen; xl refuses it (tsc_mode=\"default\" is the nearest)")
+    elif dom.tsc_mode == "default":
+        out.omit("tsc_mode", "xl's default")
+    else:
+        out.set("tsc_mode", dom.tsc_mode)
+    out.set("cpuid", list(dom.cpuid))
+    out.set("ioports", list(dom.ioports))
+    if dom.irqs:
+        out.lines.append("irqs = [ " + ", ".join(str(int(n)) for n in dom.irqs) + " ]")
+    for key, value in xlpolicy.image_flags(dom).items():
+        out.set(key, _flag(value))
+    for key, value in xlpolicy.pci_defaults(dom).items():
+        out.set(key, _flag(value))
 
 
 def _memory(dom: Domain, out: _Out) -> None:
@@ -259,14 +320,24 @@ def _boot(dom: Domain, out: _Out) -> None:
         raise UntranslatableError(
             f"domain {dom.name}: a {dom.type.upper()} guest needs a kernel or a "
             f"bootloader and this one has neither")
+    for change in xlpolicy.host_changes(dom):
+        if change.kind == "flagged":
+            out.flag(change.key, change.old, change.reason)
+        else:
+            out.rewrite(change.key, change.old, change.new, change.reason)
     out.set("kernel", kernel)
     out.set("ramdisk", ramdisk)
-    cmdline, ignored = xlpolicy.effective_cmdline(dom)
+    if not dom.bootloader:       # with a bootloader they are paths in the guest
+        out.path("file", "kernel", kernel)
+        out.path("file", "ramdisk", ramdisk)
+    cmdline, ignored = xlpolicy.xl_cmdline(dom)
     out.set("cmdline", cmdline)
     for key in ignored:
         out.skip(key, dom.root if key == "root" else dom.extra_args,
                  "ignored by xl when cmdline is set")
-    out.set("bootloader", dom.bootloader)
+    bootloader = xlpolicy.xl_bootloader(dom)
+    out.set("bootloader", bootloader)
+    out.path("bootloader", "bootloader", bootloader)
     if dom.bootloader_args:
         try:
             out.set("bootloader_args", xlpolicy.bootloader_argv(dom) or None)
@@ -280,14 +351,17 @@ def _hvm(dom: Domain, out: _Out) -> None:
         return
     firmware, dropped = xlpolicy.hvm_firmware(dom)
     out.set("firmware", firmware)
-    if dropped:
+    if firmware and "/" in firmware:
+        out.path("firmware", "firmware", firmware)
+    if dropped and dropped[1] == xlpolicy.IS_DEFAULT:
+        out.omit(dropped[0], "xl's default")
+    elif dropped:
         out.skip(dropped[0], hvm.loader or dom.kernel, dropped[1])
-    dm, dropped = xlpolicy.device_model(dom)
+    dm, _ = xlpolicy.device_model(dom)      # a dropped one: host_changes
     if dm:
         out.set("device_model_override", dm)
         out.set("device_model_version", "qemu-xen")
-    if dropped:
-        out.skip(dropped[0], hvm.device_model, dropped[1])
+        out.path("file", "device_model_override", dm)
     out.set("boot", hvm.boot)
     for key in ("acpi", "apic", "pae", "hpet", "viridian", "nographic", "stdvga"):
         out.set(key, _flag(getattr(hvm, key)))
@@ -304,6 +378,8 @@ def _hvm(dom: Domain, out: _Out) -> None:
     out.set("soundhw", hvm.soundhw)
     _one_or_list(out, "serial", hvm.serial)
     out.set("xen_platform_pci", _flag(hvm.xen_platform_pci))
+    out.set("vpt_align", _flag(hvm.vpt_align))
+    out.set("nestedhvm", _flag(hvm.nestedhvm))
     if hvm.parallel:
         out.skip("parallel", hvm.parallel if len(hvm.parallel) > 1 else hvm.parallel[0],
                  "xl has no parallel port option (libxl gives qemu-xen none)")
@@ -343,9 +419,16 @@ def _devices(dom: Domain, out: _Out, remus: str) -> None:
     disks: List[str] = []
     for disk in dom.disks:
         try:
-            disks.append(diskspec.format_xl(disk, remus=remus))
+            text, xl_disk, notes = diskspec.format_xl_notes(disk, remus=remus)
         except InputError as exc:
             out.skip(f"disk[{disk.vdev}]", disk.uname or disk.target or "", exc.message)
+            continue
+        disks.append(text)
+        for note in notes:               # what the backup of a remus disk needs
+            out.note(f"Remus disk {disk.vdev}: {note}")
+        target = disk.remus.inner_path if disk.remus is not None else xl_disk.target
+        if target and target.startswith("/") and (not xl_disk.script or disk.remus):
+            out.path("disk", f"disk[{disk.vdev}]", target)
     out.set("disk", disks)
     vifs: List[str] = []
     for index, nic in enumerate(dom.nics):
@@ -381,45 +464,48 @@ def _devices(dom: Domain, out: _Out, remus: str) -> None:
             out.skip(f"pci[{pci.bdf}].{key}", value, reason)
         pcis.append(spec)
         for key, value in pci.extra:
-            _report(out, f"pci[{pci.bdf}].{key}", key, value)
+            _report(out, f"pci[{pci.bdf}].{key}", key, value, dom, "pci")
     out.set("pci", pcis)
 
 
-def _report(out: _Out, label: str, key: str, value: Any) -> None:
-    if value in ([], "", [""], None, {}):
-        return
-    reason = REASONS.get(key)
-    if reason is None and key.startswith("libxl:"):
-        reason = "libxl setting this converter does not carry"
-    elif reason is None and key.startswith("/"):
-        reason = "libvirt element this converter does not carry"
-    out.skip(label, value, reason or DEFAULT_REASON)
+def _report(out: _Out, label: str, key: str, value: Any, dom: Domain,
+            where: str = "top") -> None:
+    kind, why = classify(key, value, dom, where)
+    if kind == "omitted":
+        out.omit(label, why)
+    else:
+        out.skip(label, value, why)
+
+
+#: image keys the writer translated through ``xlpolicy`` (not leftovers)
+_POLICY_KEYS = ("oos", "pci_msitranslate", "pci_power_mgmt")
 
 
 def _leftovers(dom: Domain, out: _Out) -> None:
     if dom.description:
         out.skip("description", dom.description, "xl.cfg has no description")
     for key, value in dom.extra:
-        if key == "device" and isinstance(value, list) and value and \
-                isinstance(value[0], list) and value[0][:1] == ["vkbd"]:
-            continue            # a PV keyboard: xl adds one per vfb
-        if key == "device" and isinstance(value, list) and value and \
-                isinstance(value[0], list) and value[0][:1] == ["console"]:
-            continue            # the PV console: implicit in xl
-        _report(out, key, key, value)
+        cls = device_class(value) if key == "device" else None
+        if cls in ("vkbd", "console"):
+            continue            # a PV keyboard (xl adds one per vfb); the PV console
+        _report(out, f"device {cls}" if cls else key, key, value, dom)
+    consumed = {**xlpolicy.image_flags(dom), **xlpolicy.pci_defaults(dom)}
     for key, value in dom.image_extra:
         if key == "image_type" and value in (["linux"], ["hvm"]):
             continue
-        _report(out, f"image.{key}", key, value)
+        if key in _POLICY_KEYS and (key in consumed or key.startswith("pci_")
+                                    and not dom.pci):
+            continue
+        _report(out, f"image.{key}", key, value, dom, "image")
     if dom.hvm is not None:
         for key, value in dom.hvm.extra:
-            _report(out, f"image.{key}", key, value)
+            _report(out, f"image.{key}", key, value, dom, "image")
     for disk in dom.disks:
         for key, value in disk.extra:
-            _report(out, f"disk[{disk.vdev}].{key}", key, value)
+            _report(out, f"disk[{disk.vdev}].{key}", key, value, dom, "disk")
     for index, nic in enumerate(dom.nics):
         for key, value in nic.extra:
-            _report(out, f"vif[{index}].{key}", key, value)
+            _report(out, f"vif[{index}].{key}", key, value, dom, "vif")
     for index, vfb in enumerate(dom.vfbs):
         for key, value in vfb.extra:
-            _report(out, f"vfb[{index}].{key}", key, value)
+            _report(out, f"vfb[{index}].{key}", key, value, dom, "vfb")

@@ -33,7 +33,7 @@ from .disk_xl import parse_xl
 log = logging.getLogger("xen_remus_compat")
 
 __all__ = ["REMUS_MODES", "REMUS_SCRIPT", "Translation", "parse_xl", "parse_uname",
-           "format_xl", "translate", "legacy_uname", "disk_to_libxl",
+           "format_xl", "format_xl_notes", "translate", "legacy_uname", "disk_to_libxl",
            "disk_from_libxl"]
 
 REMUS_MODES = ("script", "plain")
@@ -178,7 +178,8 @@ def _classify(uname: Optional[str], is_cdrom: bool) -> _Uname:
                 f"{uname}: attached by script=block-drbd with target {params!r}; "
                 "xl remus replicates only disks whose target is the DRBD "
                 "device node (/dev/drbdN) of a protocol-D resource "
-                "(block-drbd-probe rejects a resource name), xl-side.md §2.6")
+                "(block-drbd-probe rejects a resource name); see "
+                "'Remus disks' in the migration guide")   # xl-side.md §2.6
         elif typ not in _SCRIPT_TYPES:
             info.notes.append(
                 f"{uname}: needs the hotplug script /etc/xen/scripts/block-{typ} "
@@ -285,7 +286,9 @@ def _xl_fields(disk: Disk, remus: str) -> Tuple[Disk, List[str]]:
             f"{peer.host} needs {REMUS_SCRIPT} in /etc/xen/scripts and its "
             f"own copy of {peer.inner_path}, and must accept TCP port "
             f"{peer.port}; xl remus does not checkpoint such a disk itself "
-            "(use xl remus -d, or xen-remus-compat), xl-side.md §1.8, §2.7"]
+            "(use xl remus -d, or the remus command of xen-remus-compat; "
+            "migration guide: 'Remus disks')"]
+        # the block-remus fifo protocol and xl remus -d: xl-side.md §1.8, §2.7
     fmt = _TAP_DRIVERS.get(peer.inner_driver, (None,))[0]
     if fmt is None or "|" in peer.inner_path:
         raise errors.UntranslatableError(
@@ -294,7 +297,8 @@ def _xl_fields(disk: Disk, remus: str) -> Tuple[Disk, List[str]]:
     return replace(disk, target=peer.inner_path, script=None, format=fmt), [
         f"remus disk translated to the plain image {peer.inner_path}: writes "
         f"are NOT replicated to {peer.host}:{peer.port}; for xl remus use a "
-        "protocol-D DRBD resource with target=/dev/drbdN (xl-side.md §2.6)"]
+        "protocol-D DRBD resource with target=/dev/drbdN (migration guide: "
+        "'Remus disks')"]                   # xl-side.md §2.6
 
 
 def _render(disk: Disk, trusted_keywords: bool) -> Tuple[str, List[str]]:
@@ -337,8 +341,8 @@ def _render(disk: Disk, trusted_keywords: bool) -> Tuple[str, List[str]]:
         elif disk.trusted is False:
             raise errors.UntranslatableError(
                 "untrusted disk: xl 4.17/4.18 cannot parse the untrusted "
-                "keyword (stale generated lexer, fixed in 4.19; xl-side.md "
-                "finding 4)")
+                "keyword (stale generated lexer, fixed in 4.19)")
+            # xl-side.md finding 4
         else:
             notes.append("trusted is the default; keyword omitted (xl 4.17 "
                          "would read it as a positional value)")
@@ -350,6 +354,17 @@ def _render(disk: Disk, trusted_keywords: bool) -> Tuple[str, List[str]]:
         # target= eats the rest of the string minus ONE trailing comma
         items.append("target=" + disk.target + ("," if disk.target.endswith(",") else ""))
     return ", ".join(items), notes
+
+
+def format_xl_notes(disk: Disk, *, remus: str = "script"
+                    ) -> Tuple[str, Disk, List[str]]:
+    """:func:`format_xl`, plus the disk as xl sees it and the notes about a
+    remus disk (what the backup needs, or that writes are not replicated)."""
+    xl_disk, notes = _xl_fields(disk, remus)
+    text, more = _render(xl_disk, False)
+    for note in more:
+        log.info("disk %s: %s", disk.vdev, note)
+    return text, xl_disk, notes
 
 
 def format_xl(disk: Disk, *, remus: str = "script",

@@ -139,8 +139,11 @@ def vdevfn(pci: PciDev) -> Optional[int]:
         raise ConfigError(f"pci {pci.bdf}: bad vslot {value!r}") from None
 
 
-def pci_to_libxl(pci: PciDev) -> Dict[str, Any]:
-    """A ``libxl_device_pci`` as xl builds it from the PCI_SPEC_STRING."""
+def pci_to_libxl(pci: PciDev, *, defaults: Optional[Dict[str, str]] = None
+                 ) -> Dict[str, Any]:
+    """A ``libxl_device_pci`` as xl builds it from the PCI_SPEC_STRING;
+    *defaults* are options the device gets unless it sets them itself (xl's
+    ``pci_msitranslate``/``pci_power_mgmt``)."""
     d: Dict[str, Any] = {}
     for key, attr in LIBXL_BDF:
         value = getattr(pci, attr)
@@ -150,7 +153,7 @@ def pci_to_libxl(pci: PciDev) -> Dict[str, Any]:
     if devfn is not None:
         d["vdevfn"] = devfn
     d["vfunc_mask"] = 1            # xl: the one function named by the BDF
-    opts = dict(pci.options)
+    opts = {**(defaults or {}), **dict(pci.options)}
     for key in BOOL_OPTIONS:
         if key in opts:
             try:

@@ -5,7 +5,8 @@ root, installed all or nothing and removed on every exit path.
 The plug is installed with the redirect (buffering from the start, as libxl
 does); uninstall releases what is held and removes everything it installed,
 idempotently.  Every instance is registered with a cleanup registry
-(:mod:`.cleanup`) until it is uninstalled.
+(:mod:`.cleanup`) until it is uninstalled.  What an owner killed before it
+could uninstall left on the vif is swept first (:func:`.redirect.sweep_dead_owner`).
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from ...errors import NetbufError
 from ...log import logger
 from ..netlink.channel import NetlinkError
 from ..netlink.rtnl import LinkInfo, Rtnl
-from ..netlink.tc import DEFAULT_LIMIT, check_limit
+from ..netlink.tc import DEFAULT_LIMIT, FILTER_PREF, check_limit
 from .cleanup import CleanupRegistry, current_registry
 from .plug import PlugBuffer
 from .pool import POOL_DIR, IfbClaim, IfbPool
-from .redirect import Redirect, sweep_redirects
+from .redirect import Redirect, sweep_dead_owner, sweep_redirects
 
 
 class BufferedNIC:
@@ -36,11 +37,14 @@ class BufferedNIC:
                  pool: Optional[IfbPool] = None, pool_dir: str = POOL_DIR,
                  limit: int = DEFAULT_LIMIT, buffer_class: type = PlugBuffer,
                  protocol: Optional[int] = None, registry: Optional[CleanupRegistry] = None,
-                 install: bool = True) -> None:
+                 install: bool = True, owners: Optional[IfbPool] = None) -> None:
         self.vifname = vif
         self._own_rtnl = rtnl is None
         self.rtnl = rtnl if rtnl is not None else Rtnl(netns)
         self.pool = pool if pool is not None else IfbPool(self.rtnl, pool_dir=pool_dir)
+        #: the pool table that says who owns an IFB (for the dead-owner sweep)
+        self.owners = owners if owners is not None else (
+            self.pool if isinstance(self.pool, IfbPool) else None)
         self.limit = check_limit(limit)
         self.buffer_class = buffer_class
         self.protocol = protocol
@@ -94,6 +98,8 @@ class BufferedNIC:
 
     def _install_redirect(self) -> None:
         self.vif = self.rtnl.require_link(self.vifname, "vif")
+        if self.owners is not None and (self.redirect is None or not self.redirect.installed):
+            sweep_dead_owner(self.rtnl, self.vif, self.owners, pref=FILTER_PREF)
         if self.claim is None:
             self.claim = self.pool.claim()
         self.ifb = self.rtnl.require_link(self.claim.name, "IFB")
@@ -102,6 +108,8 @@ class BufferedNIC:
         if not self.ifb.up:             # leave it as we found it at uninstall
             self.rtnl.set_up(self.ifb.index, True)
             self._ifb_up = True
+        elif self.claim.reclaimed_from is not None:
+            self._ifb_up = True         # up for its dead owner: down when we are done
         self.redirect = Redirect(self.rtnl, self.vif, self.ifb, protocol=self.protocol)
         self.redirect.install()
 

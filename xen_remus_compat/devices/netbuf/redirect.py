@@ -4,6 +4,11 @@ at pref 10, action ``mirred egress redirect``.
 
 Fixed against the legacy code: all protocols are redirected (``protocol
 all``; ``proto ip`` only with the ``netbuf_proto_ip`` quirk).
+
+What a killed owner left is swept (:func:`sweep_dead_owner`): the pool
+table records who owns each IFB (``<ifb> <pid>``, written before anything
+else is installed), the redirect names its IFB, and the plug sits on it, so
+a redirect to an IFB whose owner is dead is known to be stale.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from ..netlink.channel import NetlinkError, is_gone
 from ..netlink.rtnl import LinkInfo, Rtnl
 from ..netlink.tc import (
     FILTER_PREF, build_filter_del, build_ingress_add, build_ingress_del, build_redirect_add,
+    build_root_del,
 )
 from ..netlink.uapi import CLSACT_INGRESS, ETH_P_ALL, ETH_P_IP, INGRESS_HANDLE
 
@@ -105,3 +111,61 @@ def sweep_redirects(rtnl: Rtnl, ifb: LinkInfo) -> List[str]:
                     raise
             cleaned.append(link.name)
     return cleaned
+
+
+def sweep_dead_owner(rtnl: Rtnl, vif: LinkInfo, pool, *,
+                     pref: int = FILTER_PREF) -> Optional[str]:
+    """Remove what an owner killed without uninstalling (SIGKILL, a crash)
+    left on ``vif``: its redirect at ``pref``, the ingress qdisc if nothing
+    else is on it, the plug on its IFB with what that holds, and its claim
+    in ``pool`` (an :class:`~.pool.IfbPool`: its table says whose each IFB
+    is).  Returns the IFB swept, or None when the vif carries nothing of a
+    dead owner's (nothing at ``pref``; a filter that is not ours; an IFB
+    that is not in the pool, or whose owner is alive: then
+    :meth:`Redirect.install` refuses, as before).
+
+    What the plug holds is dropped, not released: it is output of epochs
+    the dead owner's backup never acknowledged, and that backup has failed
+    over from the last checkpoint it holds (docs/netbuf.md).
+    """
+    ingress = rtnl.ingress_qdisc(vif.index)
+    if ingress is None:
+        return None
+    parent = CLSACT_INGRESS if ingress.kind == "clsact" else INGRESS_HANDLE
+    ours = [f for f in rtnl.filters(vif.index, parent) if f.pref == pref]
+    targets = {f.redirect_to for f in ours if f.redirect_to is not None}
+    if not ours or any(f.kind != "u32" for f in ours) or len(targets) != 1:
+        return None
+    (target,) = targets
+    ifb = rtnl.link(target)
+    with pool.lock():
+        table = pool.load()
+        owner = table.get(ifb.name) if ifb is not None else None
+        if ifb is not None and (owner is None or owner == pool.getpid()
+                                or pool.alive(owner)):
+            return None
+        name = ifb.name if ifb is not None else f"ifindex {target}"
+        logger.warning("%s: removing what dead pid %s left: its redirect to %s%s",
+                       vif.name, owner if owner is not None else "?", name,
+                       " and the buffer there (the output it held is dropped)"
+                       if ifb is not None else " (gone)")
+        try:
+            rtnl.request(build_filter_del(vif.index, protocol=ours[0].protocol,
+                                          pref=pref, parent=parent))
+            if ingress.kind == "ingress" and not rtnl.filters(vif.index, parent):
+                rtnl.request(build_ingress_del(vif.index))
+            if ifb is not None:
+                if rtnl.root_qdisc(ifb.index) is not None:
+                    rtnl.request(build_root_del(ifb.index))
+                sweep_redirects(rtnl, ifb)
+                now = rtnl.link(ifb.index)
+                if now is not None and now.up:
+                    rtnl.set_up(ifb.index, False)
+        except NetlinkError as e:
+            if not is_gone(e):
+                raise NetbufError(f"{vif.name}: cannot remove what dead pid {owner} "
+                                  f"left on it: {e}", errno=e.errno) from e
+        if ifb is not None:
+            del table[ifb.name]
+            pool.save(table)
+        return name

@@ -258,7 +258,7 @@ class Rtnl:
         ok = True
         for mod in modules.split():
             try:
-                res = self.run(["modprobe", "-q", mod])
+                res = self.run(["modprobe", "-q", "--", mod])
             except OSError as e:
                 logger.debug("modprobe %s: %s", mod, e)
                 return False

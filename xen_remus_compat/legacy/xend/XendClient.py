@@ -92,7 +92,7 @@ class UnsupportedCall(Fault, NotImplementedError):
 
 def _run_xl_memset(domid: int, mib: int) -> None:
     from ...sources.xlcli import _run_xl, find_xl
-    _run_xl([find_xl(), "mem-set", str(domid), "%dm" % int(mib)])
+    _run_xl([find_xl(), "mem-set", "--", str(domid), "%dm" % int(mib)])
 
 
 class _Method(object):

@@ -33,8 +33,8 @@ GETTERS: Dict[str, Tuple[str, str, Any, str]] = {
         "connects to and 'remus-receiver' listens on (default 8002)."),
     "get_xend_relocation_address": (
         "xend-relocation-address", "str", "",
-        "Address the relocation server binds ('' = all).  On xl: what "
-        "'remus-receiver --listen' should be given."),
+        "Address the relocation server binds ('' = all).  On xl: the "
+        "address 'remus-receiver' binds unless --listen says otherwise."),
     "get_xend_relocation_server": (
         "xend-relocation-server", "bool", "no",
         "Whether xend ran the relocation server.  On xl nothing listens "
@@ -42,14 +42,25 @@ GETTERS: Dict[str, Tuple[str, str, Any, str]] = {
     "get_xend_relocation_hosts_allow": (
         "xend-relocation-hosts-allow", "str", "",
         "Space-separated regexps of peers allowed to relocate ('' = any).  "
-        "remus-receiver does not filter peers: use a firewall."),
+        "On xl: the peers 'remus-receiver' admits, matched as xend did "
+        "(address or reverse name), unless --hosts-allow says otherwise."),
     "get_xend_relocation_ssl_server": (
         "xend-relocation-ssl-server", "bool", "no",
-        "Whether xend ran the SSL relocation server.  No xl equivalent "
-        "(xl migrates over ssh)."),
+        "Whether xend ran the SSL relocation server.  On xl: "
+        "'remus-receiver' serves TLS with the two ssl key/cert files below "
+        "(on the SSL port) unless --tls-cert says otherwise."),
+    "get_xend_relocation_server_ssl_key_file": (
+        "xend-relocation-server-ssl-key-file", "str", None,
+        "Private key of the SSL relocation server.  On xl: "
+        "remus-receiver's TLS key (relative: next to xend-config.sxp)."),
+    "get_xend_relocation_server_ssl_cert_file": (
+        "xend-relocation-server-ssl-cert-file", "str", None,
+        "Certificate of the SSL relocation server.  On xl: "
+        "remus-receiver's TLS certificate."),
     "get_xend_relocation_ssl_port": (
         "xend-relocation-ssl-port", "int", 8003,
-        "Port of the SSL relocation server.  No xl equivalent."),
+        "Port of the SSL relocation server.  On xl: the port of "
+        "'remus-receiver' when xend-relocation-ssl-server is set."),
     "get_xend_relocation_ssl": (
         "xend-relocation-ssl", "bool", "no",
         "Whether xm migrate used SSL.  On xl migration is always over ssh."),

@@ -115,3 +115,21 @@ def test_non_regular_targets_are_refused_and_outdir_unchanged(tmp_path, kind):
     assert sorted(os.listdir(out)) == before
     if kind == "symlink":
         assert (tmp_path / "real.cfg").read_text() == "x\n"
+
+
+@pytest.mark.parametrize("cmd", ["show", "convert"])
+@pytest.mark.parametrize("text,what", [
+    ('{"c_info": {"name": "j", "type": "pv"}, "b_info": {"max_vcpus": ' + "9" * 5000 + "}}",
+     "integer of 5000 digits"),
+    ('{"c_info": {"name": "a\\ud800b", "type": "pv"}, "b_info": {}}', "lone surrogate"),
+])
+def test_hostile_json_is_bad_input_not_a_bug(tmp_path, cmd, text, what):
+    # issue 12, item 12: these were exit 2 ("internal error") before
+    src = tmp_path / "in.json"
+    src.write_text(text)
+    args = [sys.executable, "-m", "xen_remus_compat.cli.main", cmd, str(src)]
+    if cmd == "convert":
+        args += ["-o", str(tmp_path / "o")]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and what in proc.stderr, proc.stderr
+    assert "internal error" not in proc.stderr

@@ -504,14 +504,53 @@ def _pci_in(r: _Reader, path: str, p: Dict[str, Any]) -> PciDev:
     return pci
 
 
+#: libxl's widest integers are 64-bit (20 digits); anything far longer is
+#: hostile (Python refuses more than 4300 digits with a ValueError)
+MAX_INT_DIGITS = 40
+
+
+class _HugeInt(ValueError):
+    pass
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _HugeInt(len(digits.lstrip("-")))
+    return int(digits)
+
+
+def _check_text(data: Any, source: str) -> None:
+    """Every string valid Unicode: JSON's \\uD800 escapes can make lone
+    surrogates, which no output (xl.cfg, JSON, the terminal) can carry."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigError(f"string {item[:40].encode('utf-8', 'backslashreplace').decode()!r}"
+                                  f" holds a lone surrogate (\\u{ord(item[exc.start]):04x}), "
+                                  "which is not text", source=source) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def loads(text: str, *, source: str) -> List[Domain]:
     """``xl list -l`` output (an array of ``{"domid", "config"}``), one such
     wrapper, or a bare ``libxl_domain_config``."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON: {exc.msg}", source=source,
                           line=exc.lineno, col=exc.colno) from None
+    except _HugeInt as exc:
+        raise ConfigError(f"a JSON integer of {exc.args[0]} digits; no libxl "
+                          f"field holds more than {MAX_INT_DIGITS}", source=source) from None
+    _check_text(data, source)
     items = data if isinstance(data, list) else [data]
     if isinstance(data, list) and not data:
         raise ConfigError("empty JSON array: no domain", source=source)

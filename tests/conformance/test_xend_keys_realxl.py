@@ -3,7 +3,8 @@ real ``xl -N create`` (issue 14 items 1, 2): what we write for them is
 accepted by xl 4.17 and builds exactly the libxl JSON we claim (the same
 field-by-field rule as test_roundtrip.py), and the xend spellings map to
 the xl.cfg(5) ones (tsc_mode 0-3, pool_name, ioports/irq devices, cpuid,
-vpt_align, nestedhvm, oos, pci_msitranslate, pv-grub -> pvgrub2, pygrub)."""
+vpt_align, nestedhvm, oos, pci_msitranslate, xend 4.x's PCI ``vdevfn``,
+pv-grub -> pvgrub2, pygrub)."""
 from __future__ import annotations
 
 import pytest
@@ -36,11 +37,11 @@ CASES = {
         "(domain (name hvm1) (memory 512)"
         " (image (hvm (kernel /usr/lib/xen/boot/hvmloader) (device_model /usr/lib/xen/bin/qemu-dm)"
         " (tsc_mode 1) (vpt_align 0) (nestedhvm 1) (pci_msitranslate 1) (pci_power_mgmt 0)))"
-        " (device (pci (dev (domain 0) (bus 1) (slot 0) (func 0))"
+        " (device (pci (dev (domain 0) (bus 1) (slot 0) (func 0) (vdevfn 0x28))"
         " (dev (domain 0) (bus 2) (slot 0) (func 0) (opts (msitranslate 0))))))",
         {"b_info": {"tsc_mode": "always_emulate", "nested_hvm": "True",
                     "type.hvm": {"vpt_align": "False"}},
-         "pcidevs": [{"bus": 1, "vfunc_mask": 1, "msitranslate": True},
+         "pcidevs": [{"bus": 1, "vdevfn": 0x28, "vfunc_mask": 1, "msitranslate": True},
                      {"bus": 2, "vfunc_mask": 1}]}),
     "pv-grub": (
         "(domain (name pg) (memory 256) (image (linux (kernel "

@@ -261,7 +261,7 @@ def test_block_remus_disk_carries_what_the_backup_needs():
     text = xlcfg.to_xlcfg(dom).text
     assert "script=block-remus" in settings(text)["disk"]
     comment = "\n".join(l for l in text.splitlines() if l.startswith("#"))
-    assert comment.startswith("# Remus disk xvda: ")
+    assert comment.startswith("# disk xvda: remus disk replicated to backup:9000")
     flat = " ".join(comment.replace("#", " ").split())
     assert "the backup host backup needs block-remus in /etc/xen/scripts" in flat
     assert "/dev/vg0/r" in flat and "TCP port 9000" in flat

@@ -212,8 +212,9 @@ def _table(plan: ConversionPlan, dry_run: bool) -> List[str]:
               ("omitted", "left out: xl's default, runtime"))
     for key, label in labels:
         doms, total = c[key]
-        rows.append((label, str(doms), str(total)))
-    if c["missing"] is not None:
+        if total:
+            rows.append((label, str(doms), str(total)))
+    if c["missing"] is not None:       # checked: shown even when none is missing
         rows.append(("not on this host", str(c["missing"][0]), str(c["missing"][1])))
     if c["skipped"]:
         rows.append(("inputs skipped", "", str(c["skipped"])))
@@ -275,6 +276,8 @@ def format_report(plan: ConversionPlan, *, dry_run: bool = False,
             lines.extend(_counted(len(whats), f"skipped: {why}"))
             lines.append(f"{'':9}{_examples(whats)}")
     if len(plan.results) > 1 or plan.skipped:
+        if lines and lines[-1]:
+            lines.append("")
         lines.extend(_table(plan, dry_run))
     lines.append(summary_line(plan, dry_run=dry_run))
     return "\n".join(lines) + "\n"

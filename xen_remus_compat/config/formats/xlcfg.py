@@ -425,7 +425,7 @@ def _devices(dom: Domain, out: _Out, remus: str) -> None:
             continue
         disks.append(text)
         for note in notes:               # what the backup of a remus disk needs
-            out.note(f"Remus disk {disk.vdev}: {note}")
+            out.note(f"disk {disk.vdev}: {note}")
         target = disk.remus.inner_path if disk.remus is not None else xl_disk.target
         if target and target.startswith("/") and (not xl_disk.script or disk.remus):
             out.path("disk", f"disk[{disk.vdev}]", target)

@@ -46,6 +46,8 @@ DATA_FILES = [
                             "systemd/remus-receiver.service",
                             "systemd/remus-receiver.socket"]),
     ("share/bash-completion/completions", [f"completions/{c}" for c in COMMANDS]),
+    # the messages of the commands point at the migration guide
+    ("share/doc/xen-remus-compat", ["migration_guide.md"]),
     ("share/doc/xen-remus-compat/examples", ["systemd/remus.default",
                                              "systemd/domain.conf.example"]),
 ]

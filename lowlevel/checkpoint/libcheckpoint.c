@@ -20,7 +20,10 @@
  *    (the qemu log-dirty switch is bounced to it); a device model in a
  *    stub domain is refused;
  *  - a log-dirty probe tells, before anything is sent, a hypervisor that
- *    cannot track the guest's dirty memory (no shadow paging for PV).
+ *    cannot track the guest's dirty memory (no shadow paging for PV);
+ *  - with write_timeout_ms, a backup that stops taking the stream cannot
+ *    hold the guest suspended: each epoch's writes have a deadline (see
+ *    "write deadline" below).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -92,8 +95,9 @@ static void log_vmessage(xentoollog_logger *lg, xentoollog_level level,
     }
     /* a write that timed out (SO_SNDTIMEO) or was shut down by the
      * watchdog: cp_save() says so in one line */
-    if (cp->write_timeout_ms && (errnoval == EAGAIN ||
-        __atomic_load_n(&cp->wd_fired, __ATOMIC_ACQUIRE)))
+    if (cp->wd_fd >= 0 && errnoval == EAGAIN && strcasestr(msg, "write"))
+        cp->wd_write_eagain = 1;
+    if (cp->wd_write_eagain || __atomic_load_n(&cp->wd_fired, __ATOMIC_ACQUIRE))
         __atomic_store_n(&cp->quiet, 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&cp->quiet, __ATOMIC_RELAXED))
         return;
@@ -688,6 +692,7 @@ static int start_watchdog(struct cp_state *cp, int fd)
     cp->wd_epoch_start = 0;
     cp->wd_fired = 0;
     cp->wd_fd = -1;
+    cp->wd_write_eagain = 0;
     if (!cp->write_timeout_ms || fstat(fd, &st) || !S_ISSOCK(st.st_mode))
         return 0;
     if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &cp->wd_old_sndtimeo, &len) ||
@@ -723,6 +728,7 @@ static void stop_watchdog(struct cp_state *cp)
     if (cp->wd_fd >= 0)     /* the caller's own setting (shut or not) */
         setsockopt(cp->wd_fd, SOL_SOCKET, SO_SNDTIMEO, &cp->wd_old_sndtimeo,
                    sizeof(cp->wd_old_sndtimeo));
+    cp->wd_fd = -1;
     if (!cp->wd_armed)
         return;
     if (write(cp->wd_stopfd, &one, sizeof(one)) < 0)
@@ -925,8 +931,7 @@ int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
         fprintf(stderr, "domain %u could not be resumed; close() will try "
                 "again\n", cp->domid);
     cp->hooks = NULL;
-    if (cp->wd_fired || (rc != 0 && cp->write_timeout_ms &&
-                         cp->wd_fd == fd && cp->xcerr_errno == EAGAIN)) {
+    if (cp->wd_fired || (rc != 0 && cp->wd_write_eagain)) {
         /* the cause, whatever else failed after it */
         cp_clear_error(cp);
         if (cp->wd_fired)

@@ -98,6 +98,7 @@ struct cp_state {
     struct timeval wd_old_sndtimeo;
     int64_t wd_epoch_start;             /* ms; 0: libxc is not in an epoch */
     int64_t wd_fired;                   /* ms the epoch had run when shut */
+    int wd_write_eagain;                /* a libxc write hit SO_SNDTIMEO */
 
     /* one start() */
     const struct cp_hooks *hooks;

@@ -642,9 +642,11 @@ def test_legacy_uninstall_before_first_checkpoint_removes_redirect(legacy_env, k
 
 
 def test_legacy_missing_plug(legacy_env, kernel, tmp_path):
+    """Legacy scripts catch BufferedNICException (issue 12, item 8)."""
     kernel.kinds.discard("plug")
-    with pytest.raises(errors.EnvironmentProblem, match="sch_plug"):
+    with pytest.raises(device.BufferedNICException, match="sch_plug") as ei:
         device.BufferedNIC(_vif("vif5.0"))
+    assert isinstance(ei.value.__cause__, errors.EnvironmentProblem)
     assert kernel.qdiscs == {} and kernel.filters == {} and pool_text(tmp_path) == ""
 
 

@@ -38,7 +38,10 @@ adapts its shapes onto :func:`protect`.
 """
 from __future__ import annotations
 
+import errno as errnos
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
@@ -101,8 +104,6 @@ class DeferredSignals:
         self.delivered = False
 
     def __enter__(self) -> "DeferredSignals":
-        import signal
-        import threading
         if threading.current_thread() is not threading.main_thread():
             return self
         for name in self.SIGNALS:
@@ -123,7 +124,6 @@ class DeferredSignals:
         signo, self.pending = self.pending, None
         if signo is None:
             return
-        import signal
         handler = self.saved.get(signo, signal.SIG_DFL)
         try:
             if not callable(handler):
@@ -134,7 +134,6 @@ class DeferredSignals:
             raise
 
     def __exit__(self, *exc) -> None:
-        import signal
         for signo, handler in self.saved.items():
             signal.signal(signo, handler)
         self.saved = {}
@@ -147,7 +146,6 @@ class DeferredSignals:
         signo, self.pending = self.pending, None
         if signo is None:
             return
-        import signal
         self.delivered = True
         handler = signal.getsignal(signo)
         if callable(handler):
@@ -157,7 +155,6 @@ class DeferredSignals:
 
 
 def _die_by(signo: int) -> None:
-    import signal
     signal.signal(signo, signal.SIG_DFL)
     os.kill(os.getpid(), signo)
 
@@ -354,7 +351,6 @@ def _timed_out(e: BaseException, loop: "Loop") -> Optional[str]:
     """The one line for a backup that stopped taking the stream, if that
     is why checkpointing failed (the trampoline's deadline, or a write of
     ours refused by the socket's send timeout)."""
-    import errno as errnos
     code = getattr(e, "errno", None)
     if not loop.write_timeout or code not in (errnos.ETIMEDOUT, errnos.EAGAIN):
         return None
@@ -362,8 +358,8 @@ def _timed_out(e: BaseException, loop: "Loop") -> Optional[str]:
         detail = str(e)
     else:
         detail = (f"the backup stopped taking the stream: a write blocked for "
-                  f"the write timeout ({loop.write_timeout:g}s)")
-    return f"{detail}; guest resumed, protection stopped"
+                  f"the write timeout ({max(1, int(loop.write_timeout * 1000))} ms)")
+    return f"{detail}; guest running, protection stopped"
 
 
 def _with_backup_state(message: str, fd: Any) -> str:

@@ -121,7 +121,7 @@ def sweep_dead_owner(rtnl: Rtnl, vif: LinkInfo, pool, *,
     in ``pool`` (an :class:`~.pool.IfbPool`: its table says whose each IFB
     is).  Returns the IFB swept, or None when the vif carries nothing of a
     dead owner's (nothing at ``pref``; a filter that is not ours; an IFB
-    that is not in the pool, or whose owner is alive: then
+    that is gone, not in the pool, or whose owner is alive: then
     :meth:`Redirect.install` refuses, as before).
 
     What the plug holds is dropped, not released: it is output of epochs
@@ -138,34 +138,31 @@ def sweep_dead_owner(rtnl: Rtnl, vif: LinkInfo, pool, *,
         return None
     (target,) = targets
     ifb = rtnl.link(target)
+    if ifb is None:                 # to a device gone: not provably a dead owner's
+        return None
     with pool.lock():
         table = pool.load()
-        owner = table.get(ifb.name) if ifb is not None else None
-        if ifb is not None and (owner is None or owner == pool.getpid()
-                                or pool.alive(owner)):
+        owner = table.get(ifb.name)
+        if owner is None or owner == pool.getpid() or pool.alive(owner):
             return None
-        name = ifb.name if ifb is not None else f"ifindex {target}"
-        logger.warning("%s: removing what dead pid %s left: its redirect to %s%s",
-                       vif.name, owner if owner is not None else "?", name,
-                       " and the buffer there (the output it held is dropped)"
-                       if ifb is not None else " (gone)")
+        logger.warning("%s: removing what dead pid %d left: its redirect to %s and "
+                       "the buffer there (the output it held is dropped)",
+                       vif.name, owner, ifb.name)
         try:
             rtnl.request(build_filter_del(vif.index, protocol=ours[0].protocol,
                                           pref=pref, parent=parent))
             if ingress.kind == "ingress" and not rtnl.filters(vif.index, parent):
                 rtnl.request(build_ingress_del(vif.index))
-            if ifb is not None:
-                if rtnl.root_qdisc(ifb.index) is not None:
-                    rtnl.request(build_root_del(ifb.index))
-                sweep_redirects(rtnl, ifb)
-                now = rtnl.link(ifb.index)
-                if now is not None and now.up:
-                    rtnl.set_up(ifb.index, False)
+            if rtnl.root_qdisc(ifb.index) is not None:
+                rtnl.request(build_root_del(ifb.index))
+            sweep_redirects(rtnl, ifb)
+            now = rtnl.link(ifb.index)
+            if now is not None and now.up:
+                rtnl.set_up(ifb.index, False)
         except NetlinkError as e:
             if not is_gone(e):
                 raise NetbufError(f"{vif.name}: cannot remove what dead pid {owner} "
                                   f"left on it: {e}", errno=e.errno) from e
-        if ifb is not None:
-            del table[ifb.name]
-            pool.save(table)
-        return name
+        del table[ifb.name]
+        pool.save(table)
+        return ifb.name

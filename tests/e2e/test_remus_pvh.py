@@ -47,3 +47,24 @@ def test_pv_guest_without_shadow_paging_is_refused_before_sending(tmp_path):
     rcv.proc.terminate()
     rout, rerr = rcv.proc.communicate(timeout=30)
     assert "simguest" not in rout
+
+
+def test_hvm_guest_with_its_device_model_fails_over_with_device_state(tmp_path):
+    """Issue 11: the remus command on an HVM guest (simulated Xen with its
+    stand-in device model): each checkpoint carries the device model's state
+    and the backup holds memory and device state of the same checkpoint."""
+    need_sim()
+    rcv = Receiver(tmp_path)
+    state = tmp_path / "sim"
+    p = remus(["--sim", "-i", "50", "-p", str(rcv.port), "simguest", "127.0.0.1"],
+              state_dir=state, env_extra={"SIMXEN_TYPE": "hvm"})
+    assert wait_for(lambda: checkpoints_taken(state) >= 4), p.stderr.read()
+    os.kill(p.pid, signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    summary, rerr = rcv.summary()
+    assert summary["failover_ok"] is True and summary["checkpoints"] >= 4, (summary, rerr)
+    st = simxen.read_state(state)
+    assert st.never_left_suspended() and st.final_state == "running"
+    assert summary.get("emulator") == "qemu-upstream", summary
+    assert (summary.get("device_state_size") or 0) > 0, summary

@@ -213,6 +213,13 @@ def stream_mode(fd: Any) -> str:
     return "ready"
 
 
+def _default_checkpointer():
+    """The trampoline, wrapped so that an HVM guest's device model is saved
+    at the points libxl saves it (PV and PVH guests pass straight through)."""
+    from .devicemodel import HvmCheckpointer
+    return HvmCheckpointer(checkpointer_module().checkpointer())
+
+
 def checkpointer_module():
     """The C trampoline (also importable as ``xen.lowlevel.checkpoint``)."""
     try:
@@ -305,7 +312,7 @@ class Loop:
         before the first byte of the stream, so a guest that cannot be
         protected (a PV guest on a hypervisor without shadow paging) fails
         without the backup ever creating a domain."""
-        factory = self.checkpointer or checkpointer_module().checkpointer
+        factory = self.checkpointer or _default_checkpointer
         cp = factory()
         default_action = None
         try:

@@ -30,3 +30,21 @@ def test_getshadowmem_without_shadow_memory_is_a_keyerror():
         dom = {"vcpus": 1, "maxmem": 128}
     with pytest.raises(KeyError):
         vm.getshadowmem(V())
+
+
+def test_sxp_predicates_return_what_python2_returned():
+    from xen_remus_compat import sxp
+    assert sxp.atomp("abc") == 1 and type(sxp.atomp("abc")) is int
+    assert sxp.atomp("a b") == 0 and type(sxp.atomp("a b")) is int
+    assert sxp.elementp(["a"]) is True and sxp.elementp(["a"], "b") is False
+    assert sxp.elementp([]) == 0 and type(sxp.elementp([])) is int
+    assert sxp.elementp("a") is False
+
+
+def test_show_xml_prints_floats_as_python2_str():
+    import io
+    from xen_remus_compat import sxp
+    out = io.StringIO()
+    sxp.show_xml(["cpu", ["weight", 0.1 + 0.2], ["n", 2.0], ["big", 1e16]], out)
+    assert out.getvalue() == "<cpu><weight>0.3</weight> <n>2.0</n> <big>1e+16</big></cpu>"
+    assert sxp.to_string(["w", 0.1 + 0.2]) == "(w 0.3)"

@@ -11,9 +11,12 @@ from typing import Any
 from .syntax import LIST_TYPES as _LIST, k_attr_open
 
 
-def elementp(sxpr, elt=None) -> bool:
-    """A non-empty list/tuple, named ``elt`` if that is given."""
-    return (isinstance(sxpr, _LIST) and len(sxpr) > 0
+def elementp(sxpr, elt=None):
+    """A non-empty list/tuple, named ``elt`` if that is given.
+
+    The value is the legacy ``and`` chain's: ``False`` for a non-list, ``0``
+    for an empty list, else the name test (``True``/``False``)."""
+    return (isinstance(sxpr, _LIST) and len(sxpr)
             and (elt is None or sxpr[0] == elt))
 
 

@@ -17,14 +17,15 @@ _ATOM_RE = re.compile(r"[A-Za-z0-9._:/~-]+")
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1       # Python 2 int on LP64
 
 
-def atomp(sxpr) -> bool:
+def atomp(sxpr) -> int:
     """Whether ``sxpr`` prints bare: ``''`` no; ``@`` or only ASCII letters,
-    digits and ``. - _ : / ~`` yes (Python 2 byte-string ``isalnum``)."""
+    digits and ``. - _ : / ~`` yes (Python 2 byte-string ``isalnum``).
+    ``1`` or ``0``, as the legacy function returned (not ``True``/``False``)."""
     if isinstance(sxpr, (bytes, bytearray)):
         sxpr = bytes(sxpr).decode("latin-1")
     if not isinstance(sxpr, str) or sxpr == "":
-        return False
-    return sxpr == "@" or _ATOM_RE.fullmatch(sxpr) is not None
+        return 0
+    return 1 if sxpr == "@" or _ATOM_RE.fullmatch(sxpr) is not None else 0
 
 
 def _repr_table(quote: str, high: str) -> dict:
@@ -146,6 +147,10 @@ def show_xml(sxpr, out=None) -> None:
     def leaf(x) -> str:
         if isinstance(x, str) and atomp(x):
             return x
+        if isinstance(x, float):
+            return _py2_float(x)        # Python 2's str(): 0.3, not 0.30000000000000004
+        if isinstance(x, bool):
+            return str(x)
         return str(x)
 
     def opening(x) -> Iterator:

@@ -149,8 +149,6 @@ def show_xml(sxpr, out=None) -> None:
             return x
         if isinstance(x, float):
             return _py2_float(x)        # Python 2's str(): 0.3, not 0.30000000000000004
-        if isinstance(x, bool):
-            return str(x)
         return str(x)
 
     def opening(x) -> Iterator:

@@ -27,7 +27,7 @@ list=$OUT/sources.list
 # only what goes into a package (tests and prose changing do not rebuild it)
 git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
   case "$f" in
-    setup.py|setup.cfg|pyproject.toml|MANIFEST.in|README.md|*.pth) ;;
+    setup.py|setup.cfg|pyproject.toml|MANIFEST.in|README.md|migration_guide.md|*.pth) ;;
     xen_remus_compat/*|lowlevel/*|systemd/*|completions/*|debian/*|docs/*.1) ;;
     *) continue ;;
   esac

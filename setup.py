@@ -9,7 +9,8 @@ cannot say (docs/decisions.md, "Packaging"):
   makefile) as package data in ``xen_remus_compat/sim/lib``, so that
   ``remus --sim`` and ``xen-remus-compat demo`` work from a wheel or the
   Debian package alone;
-* data files: man pages, the systemd units and bash completions.
+* data files: man pages, the systemd units, bash completions and the OCF
+  resource agent (ocf/remus).
 """
 import os
 import shutil
@@ -46,6 +47,10 @@ DATA_FILES = [
                             "systemd/remus-receiver.service",
                             "systemd/remus-receiver.socket"]),
     ("share/bash-completion/completions", [f"completions/{c}" for c in COMMANDS]),
+    # the OCF resource agent ocf:xen-remus-compat:remus (Pacemaker looks in
+    # /usr/lib/ocf/resource.d: the Debian package; pip as root puts it under
+    # /usr/local, migration_guide.md "Remus under Pacemaker" says to link it)
+    ("lib/ocf/resource.d/xen-remus-compat", ["ocf/remus"]),
     # the messages of the commands point at the migration guide
     ("share/doc/xen-remus-compat", ["migration_guide.md"]),
     ("share/doc/xen-remus-compat/examples", ["systemd/remus.default",

@@ -28,7 +28,7 @@ list=$OUT/sources.list
 git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
   case "$f" in
     setup.py|setup.cfg|pyproject.toml|MANIFEST.in|README.md|migration_guide.md|*.pth) ;;
-    xen_remus_compat/*|lowlevel/*|systemd/*|completions/*|debian/*|docs/*.1) ;;
+    xen_remus_compat/*|lowlevel/*|systemd/*|completions/*|debian/*|docs/*.1|ocf/*) ;;
     *) continue ;;
   esac
   if [ -L "$f" ] || [ -f "$f" ]; then printf '%s\0' "$f"; fi

@@ -21,6 +21,10 @@ PKGS=(
   debhelper dh-python lintian fakeroot python3-all-dev python3-setuptools
   python3-lxml python3-pyroute2 python3-fissix
   systemd man-db bash-completion
+  # the OCF resource agent (ocf/remus; tests/e2e/test_ocf_agent.py):
+  # ocf-tester and ocf-shellfuncs, crm_attribute/crm_master, xmllint, and
+  # Pacemaker for the one-node cluster test
+  resource-agents pacemaker pacemaker-cli-utils libxml2-utils
 )
 missing=()
 for p in "${PKGS[@]}"; do

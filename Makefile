@@ -17,6 +17,7 @@ bench: deps venv native
 	$(VPY) bench/config.py
 	$(VPY) bench/checkpoint.py
 	$(VPY) bench/netbuf.py
+	$(VPY) bench/ackcommit.py
 
 # The packages, from the work tree into build/pkg (docs/decisions.md,
 # "Packaging"): a wheel, and the Debian package with its lintian report.

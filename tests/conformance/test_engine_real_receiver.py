@@ -164,7 +164,10 @@ def test_real_xl_behind_remus_receiver(tmp_path):
     assert rcv.returncode == 1 and summary["failover_ok"] is False
     assert f"{fake_xl} migrate-receive -r -e exited with status 1" in \
         summary["receiver_error"]
-    assert p.returncode == 1 and "xc_domain_save failed" in out, (out, err)
+    # the first checkpoint fits the socket buffers: remus learns it while it
+    # waits for that checkpoint's ack (acknowledged mode), or while writing
+    assert p.returncode == 1 and ("xc_domain_save failed" in out or
+                                  "before acknowledging checkpoint 1" in out), (out, err)
     assert f"remus-receiver at 127.0.0.1:{port} closed the connection" in out
     assert "Traceback" not in out + err + rerr
     assert simxen.read_state(state).final_state == "running"

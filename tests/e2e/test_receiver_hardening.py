@@ -265,6 +265,7 @@ def test_remus_over_tls_with_client_certificates(tmp_path, pki):
     k = summary["checkpoints"]
     assert summary["failover_ok"] and len(st.checkpoints) - 1 <= k <= len(st.checkpoints)
     assert summary["page_versions_digest"] == digest(st.versions(k))
+    assert summary["acks"] == k          # the back channel works through TLS too
     # the session's two INFO lines, without -v
     assert re.search(r"INFO: session from 127\.0\.0\.1:\d+: receiving domain "
                      r"'tlsguest' \(simulated backup\)", err), err

@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", type=_positive(int), default=512,
                    metavar="MIB", help="memory for received data, shared "
                    "equally by --max-sessions sessions (default 512)")
+    p.add_argument("--failover", choices=("auto", "cluster"), default="auto",
+                   help="when the stream stops: 'auto' resumes the backup "
+                        "(xl's Remus failover, the default); 'cluster' keeps "
+                        "it paused until the cluster manager promotes this "
+                        "node (the OCF agent ocf:xen-remus-compat:remus)")
+    p.add_argument("--state-dir", default=None, metavar="DIR",
+                   help="after each session write DIR/DOMAIN.state: what the "
+                        "backup holds (state=paused, running or none)")
     p.add_argument("--sim", action="store_true",
                    help="receive into the simulated backup instead of xl")
     p.add_argument("--once", action="store_true",
@@ -154,7 +162,8 @@ def _serve(args: argparse.Namespace) -> int:
                     max_memory=args.max_memory << 20)
     svc = ReceiverService(listen=listen, port=port, sim=args.sim, xl=args.xl,
                           xl_args=["-e"] if args.no_wait else [],
-                          policy=policy, limits=limits, insecure=args.insecure)
+                          policy=policy, limits=limits, insecure=args.insecure,
+                          failover=args.failover, state_dir=args.state_dir)
     from ..remus import sdsocket
     inherited = sdsocket.inherited()        # remus-receiver.socket (systemd)
     bound = svc.adopt(inherited) if inherited is not None else svc.bind()
@@ -169,12 +178,17 @@ def _serve(args: argparse.Namespace) -> int:
         how.append(f"peers allowed by {policy.hosts_allow_source}")
     if args.sim:
         how.append("simulated backup")
+    if args.failover == "cluster":
+        how.append("failover held for the cluster manager")
     print(f"{PROG}: listening on {svc.where()}"
           + (f" ({'; '.join(how)})" if how else ""), file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
         sessions = svc.serve(once=args.once)
     except SystemExit:                 # SIGTERM: a clean stop
+        if args.failover == "cluster":  # hold each backup paused first
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            svc.stop_all("remus-receiver stopped (SIGTERM)")
         return base.EXIT_OK
     rc = 0
     for s in sessions:

@@ -6,6 +6,8 @@ stock ``xl migrate-receive -r``:
 
 * default: ``ssh DEST xl migrate-receive -r`` (``-s CMD`` to change it);
 * ``-p PORT``: TCP to ``remus-receiver`` on DEST (the legacy relocation-port path);
+  the receiver acknowledges each checkpoint and output is released only
+  after the ack (``--sync``: after the write, as xl);
 * ``--blackhole``: ``/dev/null``.
 
 Intended behaviour where the legacy one was accidental (section 1.5):
@@ -64,6 +66,7 @@ class Cfg(object):
         self.nowait = False
         self.connect_timeout = 30.0
         self.write_timeout = None           # the engine's default
+        self.sync = False
 
         parser = base.OptParser(prog=PROG)
         parser.usage = "%prog [options] domain [destination]"
@@ -105,6 +108,10 @@ class Cfg(object):
                                "the backup takes no data for SECONDS or a "
                                "checkpoint is not written within SECONDS of "
                                "the guest's suspension (default 5; 0: never)")
+        parser.add_option("", "--sync", dest="sync", action="store_true",
+                          help="with -p: release each checkpoint's output once "
+                               "it is written, without waiting for "
+                               "remus-receiver's acknowledgement (as xl remus)")
         parser.add_option("", "--tls-ca", dest="tls_ca", metavar="FILE",
                           help="with -p: TLS, the receiver's certificate "
                                "checked against this CA (and its name)")
@@ -150,6 +157,7 @@ class Cfg(object):
             if not 0 <= opts.write_timeout <= 3600:
                 raise CfgException("--write-timeout must be 0..3600 seconds")
             self.write_timeout = opts.write_timeout
+        self.sync = bool(opts.sync)
         self.tls = (opts.tls_ca, opts.tls_cert, opts.tls_key)
         if any(self.tls) and not opts.port:
             raise CfgException("--tls-ca, --tls-cert and --tls-key need -p PORT")
@@ -296,12 +304,15 @@ def run(cfg: Cfg) -> int:
         if cfg.nullremus:
             sink = save.NullSocket((cfg.host, cfg.port))
         elif cfg.port:
-            sink = tp.TcpTransport(cfg.host, cfg.port, tls=_tls_context(cfg))
+            sink = tp.TcpTransport(cfg.host, cfg.port, tls=_tls_context(cfg),
+                                   acks=not cfg.sync, heartbeat=_heartbeat(cfg))
             sink.connect(cfg.connect_timeout)
+            _say_release_mode(sink, cfg)
         else:
             argv = list(tp.RECEIVER_ARGV) + (["-e"] if cfg.nowait else [])
             sink = tp.SshTransport(cfg.host, cfg.ssh, receiver_argv=argv)
             sink.connect(cfg.connect_timeout)
+            _say_release_mode(sink, cfg)
 
         interval = cfg.interval if cfg.timer else 0
         saver = save.Saver(cfg.domid, sink, postsuspend, preresume, commit,
@@ -351,6 +362,31 @@ def run(cfg: Cfg) -> int:
         signal.signal(signal.SIGTERM,
                       signal.SIG_IGN if closure["signalled"] else old_term)
     return rc
+
+
+def _heartbeat(cfg: Cfg) -> float:
+    """How often the backup's heartbeats should come: a quarter of the
+    write deadline, which is also how long its silence is borne."""
+    from ..remus import engine
+    deadline = cfg.write_timeout if cfg.write_timeout is not None \
+        else engine.DEFAULT_WRITE_TIMEOUT
+    return deadline / 4 if deadline else 1.0
+
+
+def _say_release_mode(sink, cfg: Cfg) -> None:
+    """One line at start when output is released without acknowledgements."""
+    if getattr(sink, "backchannel", None) is not None:
+        logger.info("%s acknowledges each checkpoint: output is released "
+                    "after the ack", sink.description)
+        return
+    if cfg.sync:
+        why = "--sync"
+    elif getattr(sink, "old_receiver", False):
+        why = f"{sink.description} sends no acknowledgements (an older version)"
+    else:
+        why = f"the backup ({sink.description}) is stock xl, which sends no acknowledgements"
+    print(f"remus: {why}: each checkpoint's output is released once it is "
+          "written, as xl remus does", file=sys.stderr)
 
 
 def _tls_context(cfg: Cfg):

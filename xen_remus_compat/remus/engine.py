@@ -16,6 +16,14 @@ that the C trampoline has libxenguest write into the same fd:
 
 Page data is never copied through Python: only these few framing bytes are.
 
+Acknowledged output commit (docs/decisions.md): with a back channel to
+``remus-receiver`` (:mod:`.backchannel`), the checkpoint callback waits,
+the guest running, for the backup's ack of the checkpoint just written
+before the commit hook runs, so output is released only for checkpoints
+the backup holds; an ack that never comes stops checkpointing with that
+epoch uncommitted.  Without one (stock xl, ``remus --sync``), the commit
+hook runs right after the write, as ``xl remus`` releases.
+
 Hooks take no arguments; ``None`` or truthy means continue.  An exception in
 a hook stops checkpointing and is re-raised from :func:`protect` after the
 guest has been resumed; a failure of the trampoline or of the stream is
@@ -57,6 +65,8 @@ class Stats:
     suspended_at: float = 0.0
     pauses: List[float] = field(default_factory=list)      # seconds, suspend -> resume
     python_time: List[float] = field(default_factory=list)  # seconds of our Python per epoch
+    #: acknowledged mode: seconds from CHECKPOINT_END written to its ack read
+    ack_latency: List[float] = field(default_factory=list)
     _epoch_python: float = 0.0
     _resumed_at: float = 0.0
 
@@ -65,8 +75,10 @@ class Stats:
 
 
 #: a file to append one line per checkpoint to: ``<checkpoint> <python_us>
-#: <pause_us> <end_monotonic_s>`` (the last: CLOCK_MONOTONIC right after
-#: CHECKPOINT_END was written, before the commit hooks release any output)
+#: <pause_us> <end_monotonic_s> <ack_monotonic_s>`` (the 4th: CLOCK_MONOTONIC
+#: right after CHECKPOINT_END was written; the 5th: when the backup's ack of
+#: it was read, ``-`` when there is none: release after write, or the ack
+#: never came; the commit hooks release output only after the line)
 STATS_ENV = "XEN_REMUS_COMPAT_STATS_FILE"
 
 
@@ -242,6 +254,7 @@ class Loop:
                  commit: Optional[Callable] = None,
                  interval: int = 0, flags: int = 0,
                  write_timeout: Optional[float] = None,
+                 backchannel: Any = None,
                  clock: Callable[[], float] = time.perf_counter,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.domid = domid
@@ -256,6 +269,9 @@ class Loop:
         self.checkpointer = checkpointer
         #: seconds; None or 0: no deadline
         self.write_timeout = write_timeout
+        #: a backchannel.PrimaryEnd: commit hooks wait for each ack (None:
+        #: release after write, as xl does)
+        self.back = backchannel
         self.signals = DeferredSignals()
         self.stats = Stats()
         path = os.environ.get(STATS_ENV)
@@ -292,15 +308,39 @@ class Loop:
         # our own cost of the epoch (framing + bounce), before user hooks
         self.stats.add_python(self.clock() - t0)
         self.stats.python_time.append(self.stats._epoch_python)
-        if self.stats_fd is not None:
-            # columns 1-3 are read by demo.py; the 4th (CLOCK_MONOTONIC, s)
-            # lets tests order the checkpoint against network output
-            os.write(self.stats_fd, b"%d %.3f %.3f %.6f\n" % (
-                self.stats.checkpoints, self.stats._epoch_python * 1e6,
-                self.stats.pauses[-1] * 1e6 if self.stats.pauses else 0.0, written))
+        if self.back is None:
+            self._stats_line(written, None)
+            return self._commit()
+        # acknowledged: the guest runs while we wait; heartbeats may go
+        # into the stream until we hand it back to libxc
+        self.back.idle()
+        try:
+            try:
+                acked = self.back.wait_ack(self.stats.checkpoints, self.write_timeout)
+            except errors.CheckpointFailed as e:
+                self._stats_line(written, None)
+                raise errors.CheckpointFailed(
+                    f"{e}; guest running, protection stopped") from e
+            self.stats.ack_latency.append(acked - written)
+            self._stats_line(written, acked)
+            return self._commit()
+        finally:
+            self.back.busy()
+
+    def _stats_line(self, written: float, acked: Optional[float]) -> None:
+        if self.stats_fd is None:
+            return
+        # columns 1-3 are read by demo.py; the 4th and 5th (CLOCK_MONOTONIC,
+        # s) let tests order the checkpoint and its ack against network output
+        os.write(self.stats_fd, b"%d %.3f %.3f %.6f %s\n" % (
+            self.stats.checkpoints, self.stats._epoch_python * 1e6,
+            self.stats.pauses[-1] * 1e6 if self.stats.pauses else 0.0, written,
+            b"-" if acked is None else b"%.6f" % acked))
+
+    def _commit(self):
         cb = self.hooks[2]
         res = cb() if cb else None
-        # a safe point: the epoch is written and committed
+        # a safe point: the epoch is written (acknowledged) and committed
         self.signals.deliver()
         return res
 
@@ -325,12 +365,17 @@ class Loop:
             sw.write_all(self.fd, sw.preamble(self.config, blackhole=self.blackhole))
             if self.write_timeout and hasattr(cp, "write_timeout"):
                 cp.write_timeout = max(1, int(self.write_timeout * 1000))
+            if self.back is not None:
+                self.back.start()       # heartbeats, while the stream is ours
             try:
                 with self.signals:
                     cp.start(self.fd, self._suspend, self._postcopy, self._checkpoint,
                              self.interval, self.flags)
             except _DefaultAction as e:
                 default_action = e.signo
+            finally:
+                if self.back is not None:
+                    self.back.stop()
         finally:
             # nothing may interrupt the resume: hold SIGINT/SIGTERM until the
             # guest runs again (they are delivered right after)
@@ -392,7 +437,8 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
             commit: Optional[Callable] = None,
             interval: int = 0, flags: int = 0,
             on_start: Optional[Callable[[Loop], None]] = None,
-            write_timeout: Optional[float] = DEFAULT_WRITE_TIMEOUT) -> Stats:
+            write_timeout: Optional[float] = DEFAULT_WRITE_TIMEOUT,
+            acks: Optional[bool] = None) -> Stats:
     """Protect ``domid`` until a hook stops it, a signal arrives or the stream fails.
 
     ``fd`` is an int, a file-like object or a transport; ``mode`` is
@@ -406,7 +452,16 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
     :class:`errors.CheckpointFailed` when the trampoline or the stream
     fails, or the backup stops taking the stream; the guest is left running
     either way.  SIGINT/SIGTERM handlers run at the loop's safe points
-    (:class:`DeferredSignals`)."""
+    (:class:`DeferredSignals`).
+
+    ``acks``: None (default) waits for the backup's ack of each checkpoint
+    before the commit hook when ``fd`` is a transport with a back channel
+    (``TcpTransport(acks=True)`` to remus-receiver), and commits right
+    after the write otherwise (stock xl); True requires a back channel;
+    False never waits (``remus --sync``).  A checkpoint whose ack does not
+    come (the connection closed, an error from the receiver, or neither an
+    ack nor a heartbeat for ``write_timeout``) is never committed:
+    :class:`errors.CheckpointFailed`."""
     if mode is None:
         mode = stream_mode(fd)
     raw = _fileno(fd)
@@ -415,10 +470,14 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
             sw.read_banner(raw)
         except errors.CompatError as e:
             raise errors.CheckpointFailed(f"backup did not answer: {e}") from e
+    back = None if acks is False else getattr(fd, "backchannel", None)
+    if acks and back is None:
+        raise errors.CheckpointFailed("acknowledged checkpoints need a back channel "
+                                      "(remus-receiver, TcpTransport(acks=True))")
     loop = Loop(int(domid), raw, config=None if mode == "blackhole" else config,
                 blackhole=(mode == "blackhole"), postsuspend=postsuspend,
                 preresume=preresume, commit=commit, interval=interval, flags=flags,
-                write_timeout=write_timeout)
+                write_timeout=write_timeout, backchannel=back)
     if on_start is not None:
         on_start(loop)
     ckpt = checkpointer_module()

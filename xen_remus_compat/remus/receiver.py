@@ -13,7 +13,9 @@ port-based set-up (and for unchanged legacy scripts using
    unless told ``insecure``;
 2. reads the ``receive`` line and answers ``(ready receive)`` and the xl
    banner, then reads the xl header to learn the domain's name, all within
-   one handshake deadline;
+   one handshake deadline; a primary that asks for a back channel in that
+   line (:mod:`.backchannel`) gets one: an ack per checkpoint once it is
+   in xl's hands (or applied, with ``sim``), and heartbeats both ways;
 3. with a free session slot and the domain's name not taken by a live
    stream, relays the stream to ``xl migrate-receive -r`` (or, with
    ``sim=True``, receives it itself into the simulated guest,
@@ -46,7 +48,7 @@ from ..errors import CompatError, ReceiverError, StreamRefused
 from ..log import logger
 from ..stream import xl as xlstream
 from ..stream.progress import Progress
-from . import access, relay
+from . import access, backchannel, cluster, relay
 
 HELLO = b"receive"
 READY = b"(ready receive)\n"
@@ -59,6 +61,9 @@ SILENCE_INTERVALS = 3
 SILENCE_CEILING = 60.0
 #: Finished sessions remembered (summaries only) by a long-running service.
 KEEP_SESSIONS = 32
+#: remus-receiver --failover (docs/remus-receiver.1; docs/decisions.md,
+#: "Remus under Pacemaker")
+FAILOVER_MODES = ("auto", "cluster")
 
 
 @dataclass
@@ -112,6 +117,8 @@ class Session:
     result: object = None
     #: "Type: message" when our own code failed in this session (a bug)
     crashed: Optional[str] = None
+    #: --failover=cluster with xl: the incoming domain was held paused
+    held: bool = False
     # -- live state -----------------------------------------------------------
     last_activity: float = field(default_factory=time.monotonic, repr=False)
     #: seconds of silence that ended the stream (the primary is dead)
@@ -162,7 +169,9 @@ class ReceiverService:
                  on_session: Optional[Callable[[Session], None]] = None,
                  policy: Optional[access.Policy] = None,
                  limits: Optional[Limits] = None, insecure: bool = False,
-                 keep_results: Optional[bool] = None) -> None:
+                 keep_results: Optional[bool] = None,
+                 failover: str = "auto",
+                 state_dir: Optional[str] = None) -> None:
         self.listen, self.port, self.sim = listen, port, sim
         self.xl = xl
         self.xl_args = list(xl_args)
@@ -172,6 +181,11 @@ class ReceiverService:
         self.limits = (limits or Limits()).check()
         self.insecure = insecure
         self.keep_results = keep_results
+        if failover not in FAILOVER_MODES:
+            raise ReceiverError(f"--failover must be auto or cluster, not {failover!r}")
+        #: "cluster": the backup is held paused when the stream stops (.cluster)
+        self.failover = failover
+        self.state_dir = state_dir
         self.active: Dict[str, Session] = {}
         self.lock = threading.Lock()
         self.sock: Optional[socket.socket] = None
@@ -300,6 +314,10 @@ class ReceiverService:
                                addr[0], shown, self.policy.hosts_allow_source)
                 return
             deadline = time.monotonic() + self.limits.handshake_timeout
+            try:    # acks go out at once (the primary waits for them)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
             if self.policy.tls is not None:
                 conn = self._tls(conn, session, deadline)
                 if conn is None:
@@ -310,7 +328,10 @@ class ReceiverService:
             session.error = str(e)
             logger.error("%s", e)
             try:
-                ch.send(_err_reply("refused", str(e)))
+                if ch.back is not None:
+                    ch.back.error(str(e))
+                else:
+                    ch.send(_err_reply("refused", str(e)))
                 conn.shutdown(socket.SHUT_WR)
             except (OSError, AttributeError):
                 pass
@@ -369,10 +390,18 @@ class ReceiverService:
     def _serve_connection(self, ch: relay.Channel, session: Session,
                           state: dict, deadline: float) -> None:
         line = ch.read_line(deadline)
-        if line.strip() != HELLO:
-            ch.send(_err_reply("protocol", "expected 'receive'"))
-            raise ReceiverError(f"expected 'receive', got {line[:40]!r}")
-        ch.send(READY + xlstream.BANNER)
+        try:
+            offered = backchannel.parse_offer(line)
+            terms = None if offered is None else backchannel.agree(
+                offered, self.limits.silence_timeout / 3)
+        except backchannel.ProtocolError as e:
+            ch.send(_err_reply("protocol", str(e)))
+            raise ReceiverError(f"{e}, got {line[:40]!r}") from None
+        if terms is None:
+            ch.send(READY + xlstream.BANNER)
+        else:
+            ch.send(backchannel.ready(terms) + xlstream.BANNER)
+            ch.back = backchannel.BackupEnd(ch.send, terms)
         raw = relay.read_xl_header(ch, deadline, MAX_HEADER)
         self._claim(session, domain_name_of(raw))
         with self.lock:
@@ -392,6 +421,7 @@ class ReceiverService:
         else:
             self._run_xl(ch, session, raw)
         self._log_end(session)
+        self._record_state(session)
 
     def _claim(self, session: Session, name: Optional[str]) -> None:
         """Take the domain's name; a live stream for it keeps it (refused),
@@ -432,13 +462,19 @@ class ReceiverService:
         from ..sources.xlcli import find_xl
         xl = self.xl or find_xl()
         argv = [xl] + XL_RECEIVE + self.xl_args
-        progress = Progress(on_checkpoint=session.checkpoint)
-        rc, relayed = relay.relay_to_xl(ch, raw, argv, progress)
+        progress = Progress(on_checkpoint=session.checkpoint, strip=ch.strip())
+        hold = None
+        if self.failover == "cluster":
+            def hold(prog: Progress) -> None:
+                session.held = cluster.hold_paused(xl, session, prog)
+        rc, relayed = relay.relay_to_xl(ch, raw, argv, progress,
+                                        before_close=hold)
         session.summary = {"bytes": relayed, "xl_status": rc,
                            "domain": session.domain,
                            "checkpoints": progress.checkpoints,
                            "complete": progress.ended,
                            "failover_ok": rc == 0}
+        _backchannel_summary(ch, session)
         if rc != 0:     # a Remus failover exits 0 (xl-side.md §3.6)
             session.error = f"{' '.join(argv)} exited with status {rc}"
 
@@ -446,10 +482,16 @@ class ReceiverService:
         """Our own receiver on the connection (simulated guest)."""
         from ..stream import receiver
         stream = relay.StreamReader(raw, ch)
+
+        def applied(n: int, _result) -> None:
+            session.checkpoint(n)
+            if ch.back is not None:
+                ch.back.ack(n)
+
         try:
             result = receiver.receive(
                 stream, sim=True, fmt="xl", source=f"primary {session.peer}",
-                on_checkpoint=lambda n, _r: session.checkpoint(n),
+                on_checkpoint=applied,
                 max_record=self.limits.max_record,
                 max_memory=self.limits.session_memory)
         except receiver.ReceiveFailed as e:
@@ -461,6 +503,23 @@ class ReceiverService:
         session.summary = result.as_dict()
         if result.memory is not None:
             session.summary["page_versions_digest"] = versions_digest(result)
+        _backchannel_summary(ch, session)
+
+    def stop_all(self, reason: str, timeout: float = 20.0) -> None:
+        """End every live session as a dead primary would (SIGTERM with
+        --failover=cluster: each backup is held before xl's input closes)."""
+        with self.lock:
+            live = [s for s in self.active.values() if not s.finished.is_set()]
+        for s in live:
+            s.stop(reason)
+        deadline = time.monotonic() + timeout
+        for s in live:
+            s.finished.wait(max(0.0, deadline - time.monotonic()))
+
+    def _record_state(self, s: Session) -> None:
+        if self.state_dir:          # remus-receiver --state-dir
+            cluster.record_state(self.state_dir, s, sim=self.sim,
+                                  mode=self.failover)
 
     def _log_end(self, s: Session) -> None:
         name = _name(s.domain)
@@ -493,6 +552,12 @@ class ReceiverService:
         else:
             logger.warning("session from %s ended: domain '%s' not taken over: "
                            "%s", s.peer, name, s.error)
+
+
+def _backchannel_summary(ch: relay.Channel, session: Session) -> None:
+    """The summary's ``acks``: checkpoints acknowledged (None: the primary
+    asked for no back channel)."""
+    session.summary["acks"] = ch.back.acked if ch.back is not None else None
 
 
 def versions_digest(result) -> str:

@@ -11,6 +11,12 @@ the primary only ever sends):
   TCP), and the stream is treated as ended there, exactly as on EOF, so
   the backup fails over to the last complete checkpoint.
 
+With a back channel (:mod:`.backchannel`, asked for in the greeting) the
+primary's heartbeats arrive in the stream (removed here before xl or the
+simulated backup reads it) and keep a live primary from looking silent;
+this side sends its own heartbeats while it waits for the stream, and one
+ack per checkpoint once the checkpoint is in xl's hands.
+
 The socket (plain or TLS) is used by one thread only, with a short timeout,
 so a stop request or a deadline is noticed within :data:`POLL` seconds.
 """
@@ -22,7 +28,7 @@ import socket
 import ssl
 import subprocess
 import time
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 from ..errors import ReceiverError
 from ..log import logger
@@ -48,7 +54,14 @@ class Channel:
         self.conn = conn
         self.session = session
         self.silence = silence
+        #: a :class:`~.backchannel.BackupEnd` once the primary asked for one
+        self.back = None
         conn.settimeout(POLL)
+
+    def strip(self):
+        """The record types to remove from the stream (the primary's heartbeats)."""
+        from .backchannel import HEARTBEAT_TYPE
+        return (HEARTBEAT_TYPE,) if self.back is not None else ()
 
     def _recv(self, n: int) -> Optional[bytes]:
         """Bytes (``b""`` at EOF or when the connection broke), or None when
@@ -86,6 +99,8 @@ class Channel:
         while True:
             if s.stop_reason:
                 return b""
+            if self.back is not None:
+                self.back.beat_if_due()
             # the socket first: time we spent working is not the peer's silence
             data = self._recv(n)
             if data is not None:
@@ -138,19 +153,32 @@ def read_xl_header(ch: Channel, deadline: float, max_optional: int) -> bytes:
 
 class StreamReader:
     """A binary reader for :mod:`..stream.receiver`: ``prefix`` (the xl
-    header already read), then the stream, silence-bounded."""
+    header already read), then the stream, silence-bounded, without the
+    primary's heartbeats."""
 
     def __init__(self, prefix: bytes, ch: Channel) -> None:
         self.prefix = memoryview(prefix)
         self.ch = ch
         self.name = "remus-receiver connection"
+        strip = ch.strip()
+        self.filter = Progress(strip=strip) if strip else None
+        self.rest = b""
 
     def read(self, n: int = -1) -> bytes:
         if self.prefix:
             take = self.prefix[:n] if n >= 0 else self.prefix
             self.prefix = self.prefix[len(take):]
             return bytes(take)
-        return self.ch.recv_stream(n if n > 0 else CHUNK)
+        want = n if n > 0 else CHUNK
+        if self.filter is None:
+            return self.ch.recv_stream(want)
+        while not self.rest:
+            data = self.ch.recv_stream(want)
+            if not data:
+                return self.filter.flush()
+            self.rest = self.filter.feed(data)
+        out, self.rest = self.rest[:want], self.rest[want:]
+        return out
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -160,14 +188,22 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def relay_to_xl(ch: Channel, raw_header: bytes, argv: Sequence[str],
-                progress: Progress) -> Tuple[int, int]:
+                progress: Progress,
+                before_close: Optional[Callable[[Progress], None]] = None
+                ) -> Tuple[int, int]:
     """Run ``argv`` (``xl migrate-receive -r``) and relay the stream to it.
 
     Our own banner went to the primary already; xl's (the first 54 bytes
     it writes) is dropped, anything it writes after that goes to the
-    primary.  The relay stops at EOF, on silence, on a stop request, or
-    when xl goes away; then xl's stdin is closed, which is what makes xl
-    fail over (xl-side.md §3.6).  Returns (xl's exit status, bytes relayed).
+    primary (in XL_OUTPUT frames on a back channel).  ``progress`` (made
+    with ``strip=ch.strip()``) removes the primary's heartbeats; each
+    checkpoint is acknowledged once its last byte was written to xl.  The
+    relay stops at EOF, on silence, on a stop request, or when xl goes
+    away; then xl's stdin is closed, which is what makes xl fail over
+    (xl-side.md §3.6).  ``before_close(progress)``, when given,
+    runs once the stream has stopped and before xl's input is closed
+    (remus-receiver --failover=cluster holds the domain paused there).
+    Returns (xl's exit status, bytes relayed).
     """
     proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, bufsize=0, close_fds=True)
@@ -196,17 +232,25 @@ def relay_to_xl(ch: Channel, raw_header: bytes, argv: Sequence[str],
                                            "banner", ch.session.peer, argv[0],
                                            banner)
                             data, banner = banner + data, xlstream.BANNER
-                    if data:
+                    if data and ch.back is not None:
+                        ch.back.xl_output(data)
+                    elif data:
                         ch.send(data)
             if xl_out is None and proc.poll() is not None:
                 ch.session.xl_gone = True
                 break
             chunk = ch.recv_stream(CHUNK)
             if not chunk:
+                _write_all(stdin, progress.flush())
+                if before_close is not None:
+                    before_close(progress)
                 break
-            _write_all(stdin, chunk)
-            progress.feed(chunk)
-            relayed += len(chunk)
+            out = progress.feed(chunk)
+            _write_all(stdin, out)
+            relayed += len(out)
+            if ch.back is not None:
+                # the checkpoints ended in this chunk are in xl's hands now
+                ch.back.ack(progress.checkpoints)
     except (BrokenPipeError, ConnectionResetError) as e:
         logger.debug("%s: relay ended: %s", ch.session.peer, e)
         ch.session.xl_gone = True

@@ -7,7 +7,11 @@
 * ``TcpTransport`` - the legacy ``-p PORT`` path: connect to
   ``remus-receiver`` on the backup, send ``receive\\n``, read its one-line
   reply; it then runs ``xl migrate-receive -r`` on the connection, whose
-  banner follows.  With a TLS context the connection is TLS (the receiver's
+  banner follows.  With ``acks=True`` the greeting asks for a back channel
+  (:mod:`.backchannel`: an ack per checkpoint, heartbeats both ways);
+  ``backchannel`` is then the primary's end of it, or None when the
+  receiver is older (it refuses the request: we reconnect with the plain
+  greeting, ``old_receiver`` says so).  With a TLS context the connection is TLS (the receiver's
   certificate checked, ours presented): libxc still writes into a plain fd,
   one end of a socket pair, and a relay thread owns the TLS socket.
 * ``BlackholeTransport`` - ``/dev/null``: no banner, no xl header.
@@ -38,6 +42,7 @@ from .. import errors
 from ..log import logger
 from ..errors import TransportError
 from ..stream.xl import BANNER  # defined once, in stream/xl.py
+from . import backchannel as bc
 
 RECEIVER_ARGV = ["xl", "migrate-receive", "-r"]
 LEGACY_HELLO = b"receive\n"
@@ -246,28 +251,54 @@ class SshTransport(Transport):
         self.wfd, self.rfd = -1, None
 
 
+class _OldReceiver(TransportError):
+    """The receiver refused the back channel greeting (it predates it)."""
+
+
 class TcpTransport(Transport):
     def __init__(self, host: str, port: int = DEFAULT_PORT,
-                 tls: Optional[ssl.SSLContext] = None) -> None:
+                 tls: Optional[ssl.SSLContext] = None, *, acks: bool = False,
+                 heartbeat: float = bc.DEFAULT_PERIOD) -> None:
         self.host, self.port = host, check_port(port)
         self.tls = tls
         self.description = (f"remus-receiver at {host}:{port}"
                             + (" (TLS)" if tls is not None else ""))
         self.sock: Optional[socket.socket] = None
         self.relay: Optional[_TlsRelay] = None
+        #: ask for a back channel; how often the backup's heartbeats should come
+        self.acks, self.heartbeat = acks, heartbeat
+        self.backchannel: Optional[bc.PrimaryEnd] = None
+        #: we asked, and the receiver is too old to have one
+        self.old_receiver = False
+        self._terms: Optional[bc.Terms] = None
 
     def connect(self, timeout: float = 30.0) -> None:
+        hello = bc.offer(self.heartbeat) if self.acks else LEGACY_HELLO
+        try:
+            self._connect(hello, timeout)
+        except _OldReceiver:
+            self.close()
+            self.old_receiver = True
+            logger.debug("%s has no back channel: reconnecting with 'receive'",
+                         self.description)
+            self._connect(LEGACY_HELLO, timeout)
+
+    def _connect(self, hello: bytes, timeout: float) -> None:
         try:
             self.sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except OSError as e:
             raise TransportError(f"cannot connect to {self.description}: "
                                  f"{e.strerror or e}") from e
+        # a checkpoint ends with libxl's 8-byte CHECKPOINT_END: with Nagle it
+        # waits for the backup's delayed ACK of the epoch (~40 ms), and so
+        # would the ack that answers it
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
-            self._connect_tls(timeout)
+            self._connect_tls(timeout, hello)
             return
         self.sock.settimeout(None)
         fd = self.sock.fileno()
-        self.sock.sendall(LEGACY_HELLO)
+        self.sock.sendall(hello)
         reply = b""
         deadline = time.monotonic() + timeout
         while not reply.endswith(b"\n"):
@@ -276,24 +307,36 @@ class TcpTransport(Transport):
                 raise TransportError(f"{self.description}: bad greeting {reply!r}")
             reply += _read_exact(fd, 1, max(0.1, deadline - time.monotonic()),
                                  self.description)
-        self._check_reply(reply)
+        self._check_reply(reply, hello)
         self.wfd = self.rfd = fd
         expect_banner(fd, timeout, self.description)
+        if self._terms is not None:
+            self.backchannel = bc.PrimaryEnd(fd, fd, self._terms, self.description)
 
-    def _check_reply(self, reply: bytes) -> None:
+    def _check_reply(self, reply: bytes, hello: bytes) -> None:
+        if hello != LEGACY_HELLO and bc.old_receiver_refusal(reply):
+            raise _OldReceiver(reply.decode("latin-1").strip())
         if not reply.startswith(b"(ready"):
             self.close()
             raise TransportError(f"{self.description} refused: "
                                  f"{reply.decode('latin-1').strip()}")
         logger.debug("%s: %r", self.description, reply)
+        self._terms = None
+        if hello != LEGACY_HELLO:
+            try:
+                self._terms = bc.parse_ready(reply, self.heartbeat)
+            except bc.ProtocolError as e:
+                self.close()
+                raise TransportError(f"{self.description}: {e}") from None
+            self.old_receiver = self._terms is None
 
-    def _connect_tls(self, timeout: float) -> None:
+    def _connect_tls(self, timeout: float, hello: bytes) -> None:
         """Handshake, greeting and banner over TLS (blocking, with the
         timeout), then hand libxc a socket pair relayed to the TLS socket."""
         try:
             tls = self.tls.wrap_socket(self.sock, server_hostname=self.host)
             self.sock = tls
-            tls.sendall(LEGACY_HELLO)
+            tls.sendall(hello)
             want = len(BANNER)
             data = b""
             deadline = time.monotonic() + timeout
@@ -321,19 +364,28 @@ class TcpTransport(Transport):
             self.close()
             raise TransportError(f"{self.description}: bad greeting {data!r}")
         reply, rest = data.split(b"\n", 1)
-        self._check_reply(reply + b"\n")
+        self._check_reply(reply + b"\n", hello)
         if rest[:len(BANNER)] != BANNER:
             self.close()
             raise TransportError(f"{self.description}: unexpected banner "
                                  f"{rest[:len(BANNER)]!r} (is the backup "
                                  "running xl migrate-receive -r?)")
-        self.relay = _TlsRelay(tls, self.description)
+        back = self._terms is not None
+        self.relay = _TlsRelay(tls, self.description, back=back)
         self.wfd = self.relay.fd
         self.rfd = None
+        if back:
+            # frames come back on the same socket pair (the relay passes them on)
+            self.backchannel = bc.PrimaryEnd(self.relay.fd, self.relay.fd, self._terms,
+                                             self.description,
+                                             pending=rest[len(BANNER):])
 
     def check_alive(self, wait: float = 0.0) -> Optional[str]:
         """Nothing flows back after the banner (xl-side.md §3.1) except
-        remus-receiver's ``(err ...)`` line when it refuses the stream."""
+        remus-receiver's ``(err ...)`` line when it refuses the stream, or,
+        with a back channel, its frames (an ERROR one says why)."""
+        if self.backchannel is not None:
+            return self.backchannel.why_gone(wait)
         if self.relay is not None:
             return self.relay.check(wait)
         if self.sock is None:
@@ -352,6 +404,9 @@ class TcpTransport(Transport):
         return _judge(self.description, data)
 
     def close(self) -> None:
+        if self.backchannel is not None:
+            self.backchannel.stop()
+            self.backchannel = None
         if self.relay is not None:
             self.relay.close()
             self.relay = None
@@ -384,9 +439,11 @@ class _TlsRelay:
 
     BUFFER = 64 << 10
 
-    def __init__(self, tls: ssl.SSLSocket, description: str) -> None:
+    def __init__(self, tls: ssl.SSLSocket, description: str, back: bool = False) -> None:
         self.tls = tls
         self.description = description
+        #: pass what the receiver sends on to our end of the pair (a back channel)
+        self.pass_back = back
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for sk in (ours, theirs):
             sk.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.BUFFER)
@@ -421,7 +478,9 @@ class _TlsRelay:
                     if got == b"":
                         self.failed = self.failed or _judge(self.description, self.back)
                         break
-                    if got:
+                    if got and self.pass_back:
+                        self.reader.sendall(got)
+                    elif got:
                         self.back = (self.back + got)[:4096]
                 if self.reader in r:
                     data = self.reader.recv(1 << 16)

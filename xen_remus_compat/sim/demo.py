@@ -15,9 +15,11 @@ Besides the summary, :attr:`DemoResult.series` holds one entry per
 checkpoint the backup completed: the pause (simxen's record of the guest's
 suspension), the pages sent, the stream throughput since the previous
 checkpoint, our Python time, and the latency from the primary writing the
-checkpoint's end to the backup having it (``ack_ms``: the xl stream has no
-acknowledgement, so this is the receiver's arrival time, known for the last
-checkpoints the receiver session keeps; null for the others).
+checkpoint's end to its acknowledgement by the backup (``ack_ms``: column 5
+of the engine's stats file; in the ``--sync`` mode, which has none, the
+receiver's arrival time, known for the last checkpoints the receiver
+session keeps; null for the others).  ``mode`` says which release mode the
+primary used (``acknowledged`` is the default with remus-receiver).
 """
 from __future__ import annotations
 
@@ -56,6 +58,9 @@ class DemoResult:
     guest_pages: int = 0
     interval_ms: int = 200
     verdict: str = ""
+    #: "acknowledged" (output released after the backup's ack) or "after write"
+    mode: str = ""
+    ack_ms_p50: Optional[float] = None
     notes: List[str] = field(default_factory=list)
     #: per checkpoint: checkpoint, pause_ms, pages, mb_per_s, python_us, ack_ms
     series: List[dict] = field(default_factory=list)
@@ -160,18 +165,24 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
         res.mb_per_checkpoint = round(res.pages_per_checkpoint * 4096 / 1e6, 3)
     res.mb_per_s = round(result.bytes / 1e6 / elapsed, 2)
     stats: dict = {}
+    acks: dict = {}         # checkpoint -> seconds from its end to its ack
     try:
         with open(stats_file) as f:
             for line in f:
                 fields = line.split()
                 if len(fields) >= 4:
                     stats[int(fields[0])] = (float(fields[1]), float(fields[3]))
+                if len(fields) >= 5 and fields[4] != "-":
+                    acks[int(fields[0])] = float(fields[4]) - float(fields[3])
         py = [v[0] for v in stats.values()]
         res.python_us_per_checkpoint = round(statistics.median(py), 1) if py else 0.0
     except FileNotFoundError:
         res.notes.append("no engine statistics were written")
+    res.mode = "acknowledged" if acks else "after write"
+    if acks:
+        res.ack_ms_p50 = round(_percentile(list(acks.values()), 50) * 1000.0, 3)
     res.series = _series(res.checkpoints, pauses, result.pages_per_checkpoint,
-                         stats, session)
+                         stats, session, acks)
 
     # the verdict: backup memory == primary memory at the last complete checkpoint
     if res.checkpoints:
@@ -195,7 +206,7 @@ def run_demo(*, seconds: float = 4.0, interval: int = 200, pages: int = 16384,
 
 
 def _series(checkpoints: int, pauses: List[float], pages: List[int], stats: dict,
-            session) -> List[dict]:
+            session, acks: Optional[dict] = None) -> List[dict]:
     """One entry per complete checkpoint (see the module docstring)."""
     arrived: dict = {}
     times = list(getattr(session, "checkpoint_times", []))
@@ -218,7 +229,8 @@ def _series(checkpoints: int, pauses: List[float], pages: List[int], stats: dict
             "pages": count,
             "mb_per_s": rate,
             "python_us": python_us,
-            "ack_ms": (round((ack - end) * 1000.0, 3)
+            "ack_ms": (round(acks[n] * 1000.0, 3) if acks and n in acks else
+                       round((ack - end) * 1000.0, 3)
                        if ack is not None and end is not None and ack >= end else None),
         })
         previous_end = end
@@ -229,6 +241,9 @@ def format_table(res: DemoResult) -> str:
     rows = [
         ("checkpoints taken (complete on the backup)", f"{res.checkpoints}"),
         ("checkpoint interval", f"{res.interval_ms} ms"),
+        ("output released", "after the backup's ack" if res.mode == "acknowledged"
+         else "after the write (no ack)"),
+        ("ack latency, p50", "-" if res.ack_ms_p50 is None else f"{res.ack_ms_p50:.3f} ms"),
         ("pause per checkpoint, p50", f"{res.pause_ms_p50:.3f} ms"),
         ("pause per checkpoint, p99", f"{res.pause_ms_p99:.3f} ms"),
         ("pages per checkpoint (after the first)", f"{res.pages_per_checkpoint:.1f}"),

@@ -112,18 +112,20 @@ def pool_claims() -> str:
     return table.read_text() if table.exists() else ""
 
 
-def read_stats(path: Path) -> List[Tuple[int, float]]:
-    """``(checkpoint, CHECKPOINT_END monotonic time)`` per line; the first three
-    columns keep their meaning (demo.py reads column 2)."""
+def read_stats(path: Path, acks: bool = False) -> List[Tuple]:
+    """``(checkpoint, CHECKPOINT_END monotonic time)`` per line (with ``acks``:
+    ``(checkpoint, end, ack time or None)``); the first three columns keep
+    their meaning (demo.py reads column 2), the fifth is the ack's time."""
     out = []
     if not path.exists():
         return out
     for line in path.read_text().splitlines():
         cols = line.split()
-        assert len(cols) == 4, f"stats line {line!r}: expected 4 columns"
+        assert len(cols) == 5, f"stats line {line!r}: expected 5 columns"
         n, py_us, pause_us, end = int(cols[0]), float(cols[1]), float(cols[2]), float(cols[3])
         assert py_us >= 0 and pause_us >= 0, line
-        out.append((n, end))
+        ack = None if cols[4] == "-" else float(cols[4])
+        out.append((n, end, ack) if acks else (n, end))
     return out
 
 
@@ -207,9 +209,10 @@ class Traffic:
 
 # -- running remus ------------------------------------------------------------------------
 class Remus:
-    """``ip netns exec DOM0 remus --sim -i 100 --blackhole simguest``."""
+    """``ip netns exec DOM0 remus --sim -i 100 --blackhole simguest`` (or, with
+    ``port``, ``-p PORT simguest 127.0.0.1``: to remus-receiver, acknowledged)."""
 
-    def __init__(self, lab, tmp: Path, fail: str = "") -> None:
+    def __init__(self, lab, tmp: Path, fail: str = "", port: Optional[int] = None) -> None:
         self.stats = tmp / "stats"
         self.state = tmp / "sim"
         base = {k: v for k, v in os.environ.items() if not k.startswith("XEN_REMUS_COMPAT_")}
@@ -218,9 +221,11 @@ class Remus:
         domain = simxen.SimDomain(fail=(fail,) if fail else ())
         env = simxen.environment(self.state, domain, base=base)
         self.started = time.monotonic()
+        where = ["--blackhole", "simguest"] if port is None else \
+            ["-p", str(port), "simguest", "127.0.0.1"]
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", lab.dom0, str(REMUS), "--sim", "-i", str(INTERVAL_MS),
-             "--blackhole", "simguest"], env=env, stdin=subprocess.DEVNULL,
+             *where], env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True)
         self.out = self.err = ""
@@ -267,9 +272,9 @@ def run(lab, tmp_path):
     made = []
     pool_existed = POOL_DIR.exists()
 
-    def start(fail: str = "") -> Tuple[Remus, Traffic]:
+    def start(fail: str = "", port: Optional[int] = None) -> Tuple[Remus, Traffic]:
         traffic = Traffic(lab)
-        remus = Remus(lab, tmp_path, fail)
+        remus = Remus(lab, tmp_path, fail, port)
         made.append((remus, traffic))
         return remus, traffic
 
@@ -403,5 +408,148 @@ def test_failed_checkpoint_drops_the_held_output(lab, run):
         assert arrived > first_end_after(ends, sent_at), seq
     assert all(seq in got for seq in after), "the vif does not pass traffic after remus"
 
+    assert snapshot(lab) == before
+    assert pool_claims() == ""
+
+
+# -- acknowledged output commit (issue 13) ---------------------------------------------------
+RECEIVER = Path(sys.executable).with_name("remus-receiver")
+
+
+class Backup:
+    """``ip netns exec DOM0 remus-receiver --sim --once`` on 127.0.0.1: the
+    primary's back channel acknowledges each checkpoint once it is applied."""
+
+    def __init__(self, lab, tmp: Path) -> None:
+        assert RECEIVER.exists(), f"remus-receiver is not installed at {RECEIVER}"
+        ready = tmp / "backup-port"
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.dom0, str(RECEIVER), "--sim", "--once", "--json",
+             "--listen", "127.0.0.1", "--port", "0", "--ready-file", str(ready)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not (ready.exists() and ready.read_text().strip()):
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < deadline, "remus-receiver did not start"
+            time.sleep(0.05)
+        self.port = int(ready.read_text())
+        self.killed_at: Optional[float] = None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.killed_at = time.monotonic()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def finish(self, wait: float = 60.0) -> Tuple[str, str]:
+        try:
+            return self.proc.communicate(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def backup(lab, tmp_path):
+    made = []
+
+    def start() -> Backup:
+        b = Backup(lab, tmp_path)
+        made.append(b)
+        return b
+    yield start
+    for b in made:
+        b.kill()
+        b.finish()
+
+
+def test_acked_output_waits_for_the_backups_ack(lab, run, backup):
+    """``remus -p`` to remus-receiver: no datagram reaches the peer before
+    the ack of the checkpoint that covers it (column 5 of the stats file:
+    when the primary read the ack, before its commit hook's RELEASE_ONE)."""
+    before = snapshot(lab)
+    b = backup()
+    remus, traffic = run(port=b.port)
+    remus.wait_checkpoints(1)
+    traffic.start()
+    remus.wait_checkpoints(10)
+    time.sleep(0.03)
+    signalled = time.monotonic()
+    os.kill(remus.proc.pid, signal.SIGTERM)
+    rc = remus.finish()
+    traffic.stop()
+    traffic.wait_for_last()
+    out, err = b.finish()
+    assert rc == 0, (remus.out, remus.err)
+    assert "released once it is written" not in remus.err      # acknowledged mode
+    assert "Traceback" not in remus.err and not traffic.errors
+    assert '"acks": ' in out, (out, err)
+
+    rows = read_stats(remus.stats, acks=True)
+    assert [n for n, _, _ in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 10
+    assert all(ack is not None and ack >= end for _, end, ack in rows), rows
+    ends = [end for _, end, _ in rows]
+    acks = {end: ack for _, end, ack in rows}
+    got = {seq: (sent_at, arrived) for seq, sent_at, arrived in traffic.got}
+    assert len(got) >= 50
+    early = []
+    for seq, (sent_at, arrived) in got.items():
+        end = first_end_after(ends, sent_at)
+        bound = acks[end] if end is not None else signalled
+        if not arrived > bound:
+            early.append((seq, sent_at, arrived, end, acks.get(end)))
+    assert early == [], (f"{len(early)} of {len(got)} datagrams arrived before the ack "
+                         f"of the checkpoint that covers them (seq, sent, arrived, end, ack): "
+                         f"{early[:5]}")
+    lat = sorted(ack - end for _, end, ack in rows)
+    print(f"{len(rows)} checkpoints, {len(got)} datagrams; ack latency p50 "
+          f"{lat[len(lat) // 2] * 1e3:.1f} ms, max {lat[-1] * 1e3:.1f} ms")
+    assert snapshot(lab) == before
+    assert pool_claims() == ""
+
+
+def test_a_killed_backup_never_sees_its_unacknowledged_output_released(lab, run, backup):
+    """SIGKILL of the backup mid-run: the primary stops (exit 1) and abandons
+    its buffers.  Output of checkpoints acknowledged before was released;
+    what was sent after the END of the last acknowledged checkpoint and held
+    when the backup died never reaches the peer."""
+    before = snapshot(lab)
+    b = backup()
+    remus, traffic = run(port=b.port)
+    remus.wait_checkpoints(1)
+    traffic.start()
+    remus.wait_checkpoints(8)
+    time.sleep(0.04)
+    b.kill()
+    rc = remus.finish()
+    time.sleep(0.15)
+    traffic.stop()
+    traffic.wait_for_last()
+    assert rc == 1, (remus.out, remus.err)
+    assert "guest running, protection stopped" in remus.out or \
+        "closed the connection" in remus.out, remus.out
+    assert "Traceback" not in remus.err and not traffic.errors
+
+    rows = read_stats(remus.stats, acks=True)
+    acked = [(n, end) for n, end, ack in rows if ack is not None]
+    assert acked and [n for n, _ in acked] == list(range(1, len(acked) + 1))
+    last_acked, last_end = acked[-1]
+    assert all(ack is None for n, _, ack in rows if n > last_acked)
+    st = remus.sim()
+    assert st.final_state == "running"
+    suspends = {rs.suspensions: rs.monotonic for rs in st.runstates if rs.state == "suspended"}
+    got = {seq: (sent_at, arrived) for seq, sent_at, arrived in traffic.got}
+    # in the plug before the last acknowledged checkpoint's BUFFER: released
+    released = [seq for seq, _, in_plug in traffic.sent if in_plug < suspends[last_acked]]
+    # after its END (so in a later epoch) and in the plug before the backup died
+    dropped = [seq for seq, sent_at, in_plug in traffic.sent
+               if sent_at > last_end and in_plug < b.killed_at]
+    print(f"acknowledged {last_acked} of {len(rows)} checkpoints written; released "
+          f"{len(released)}, dropped {len(dropped)}")
+    assert len(released) >= 20 and dropped
+    assert all(seq in got for seq in released), "an acknowledged epoch's output was lost"
+    leaked = [seq for seq in dropped if seq in got]
+    assert leaked == [], (f"output of unacknowledged checkpoints reached the peer: "
+                          f"{leaked[:10]} (last ack for checkpoint {last_acked})")
     assert snapshot(lab) == before
     assert pool_claims() == ""

@@ -86,12 +86,31 @@ static void clear_exception(Checkpointer *self)
 
 /* ----------------------------------------------------------------- hooks */
 
+/* A callback's result as a verdict (called with the GIL; steals @r).
+ * None or truthy: go on; falsy: stop; NULL (it raised): stop and raise later. */
+static int verdict_of(Checkpointer *self, PyObject *r)
+{
+    int truth;
+
+    if (!r) {
+        stash_exception(self);
+        return CP_EXCEPTION;
+    }
+    truth = r == Py_None ? 1 : PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (truth < 0) {
+        stash_exception(self);
+        return CP_EXCEPTION;
+    }
+    return truth ? CP_GO : CP_STOP;
+}
+
 /* Run one callback with the GIL.  None or truthy: go on; falsy: stop;
  * an exception (from it, or a signal handler run first): stop and raise
  * later.  @absent is the verdict when no callback was given. */
 static int run_callback(Checkpointer *self, int which, int absent)
 {
-    PyObject *cb = self->callbacks[which], *r;
+    PyObject *cb = self->callbacks[which];
     int verdict;
 
     PyEval_RestoreThread(self->tstate);
@@ -100,19 +119,8 @@ static int run_callback(Checkpointer *self, int which, int absent)
         verdict = CP_EXCEPTION;
     } else if (!cb) {
         verdict = absent;
-    } else if (!(r = PyObject_CallNoArgs(cb))) {
-        stash_exception(self);
-        verdict = CP_EXCEPTION;
     } else {
-        int truth = r == Py_None ? 1 : PyObject_IsTrue(r);
-
-        Py_DECREF(r);
-        if (truth < 0) {
-            stash_exception(self);
-            verdict = CP_EXCEPTION;
-        } else {
-            verdict = truth ? CP_GO : CP_STOP;
-        }
+        verdict = verdict_of(self, PyObject_CallNoArgs(cb));
     }
     self->tstate = PyEval_SaveThread();
     return verdict;
@@ -139,25 +147,11 @@ static int hook_checkpoint(void *opaque)
 static int hook_logdirty(void *opaque, unsigned int enable)
 {
     Checkpointer *self = opaque;
-    PyObject *r;
     int verdict;
 
     PyEval_RestoreThread(self->tstate);
-    if (!(r = PyObject_CallFunction(self->logdirty_cb, "O",
-                                    enable ? Py_True : Py_False))) {
-        stash_exception(self);
-        verdict = CP_EXCEPTION;
-    } else {
-        int truth = r == Py_None ? 1 : PyObject_IsTrue(r);
-
-        Py_DECREF(r);
-        if (truth < 0) {
-            stash_exception(self);
-            verdict = CP_EXCEPTION;
-        } else {
-            verdict = truth ? CP_GO : CP_STOP;
-        }
-    }
+    verdict = verdict_of(self, PyObject_CallFunction(self->logdirty_cb, "O",
+                                                     enable ? Py_True : Py_False));
     self->tstate = PyEval_SaveThread();
     return verdict;
 }

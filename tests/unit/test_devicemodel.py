@@ -94,13 +94,17 @@ def test_a_shorter_save_leaves_no_stale_tail(server, tmp_path):
     dm = open_dm(server, tmp_path)
     dm.suspend()
     dm.resume()
-    first = dm.records()
+    first = split_records(dm.records())[0][2][8:]
+    assert simdm.decode_state(first)["save"] == 1
     (tmp_path / "qemu-save.7").write_bytes(b"x" * 20000)    # longer than a save
     dm.suspend()
     dm.resume()
     second = split_records(dm.records())[0][2][8:]
+    # decode_state insists on the exact blob: a stale tail of x's fails it.
+    # (The blob's length varies by a byte or two with running_ns, so the
+    # two saves are not compared with each other.)
     assert simdm.decode_state(second)["save"] == 2 and len(second) < 20000
-    assert len(first) == 8 + 8 + len(second) + (-(8 + len(second)) % 8)
+    assert b"x" * 16 not in second
     dm.close()
 
 

@@ -220,3 +220,23 @@ def test_stand_in_state_blob_is_checked():
         simdm.decode_state(blob[:-1] + bytes([blob[-1] ^ 1]))
     with pytest.raises(ValueError):
         simdm.decode_state(b"QEVM\0\0\0\3" + b"x" * 40)
+
+
+def test_close_reports_the_device_model_cost(server, tmp_path, caplog):
+    dm = open_dm(server, tmp_path)
+    for _ in range(3):
+        dm.suspend()
+        dm.resume()
+        dm.records()
+    with caplog.at_level("INFO", logger="xen_remus_compat"):
+        dm.close()
+    line = next(r.getMessage() for r in caplog.records if "saves" in r.getMessage())
+    assert line.startswith("device model of domain 7: 3 saves, median stop+save ")
+    assert "(guest paused)" in line and line.endswith(" bytes")
+
+
+def test_no_report_before_the_first_save(server, tmp_path, caplog):
+    dm = open_dm(server, tmp_path)
+    with caplog.at_level("INFO", logger="xen_remus_compat"):
+        dm.close()
+    assert not any("saves" in r.getMessage() for r in caplog.records)

@@ -15,7 +15,11 @@ the package versions; no network once cached):
   the downloads are kept in ``source/``, the build tree is removed).
 - ``kernel/``: Debian's kernel and the dom0 modules (tests/qemu/vm.py's
   fetcher); the same vmlinuz is dom0's, the PV and the PVH guests' kernel.
-- ``dom0.cpio``, ``guest.cpio``: busybox initramfs, rebuilt at each boot.
+- ``dom0.cpio``, ``guest.cpio``: busybox initramfs, rebuilt at each boot
+  (the guest's carries ``xen-netfront`` for guests with a vif).
+- ``tools/domwatch-<hash>``: tests/xen/domwatch.c built against the host's
+  libxenctrl (dom0 runs it: the hypervisor's view of the guests' states, a
+  CLOCK_MONOTONIC clock and a line stamper for the scenarios).
 
 One boot runs a list of :class:`Scenario` (bash, cwd this checkout, each with
 its own results folder and timeout) after starting the Xen daemons by hand
@@ -61,8 +65,13 @@ DOM0_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay",
                 "xen_evtchn", "xen_privcmd", "xen_gntdev", "xen_gntalloc", "xenfs",
                 "xen_blkback", "xen_netback", "bridge", "tun", "veth",
                 "sch_plug", "ifb", "act_mirred", "cls_u32", "sch_ingress")
+#: the physical CPU (of the two QEMU gives Xen) every guest's vCPU is pinned to
+GUEST_PCPU = 1
+#: the guests' modules (a guest with a vif needs netfront; dom0 does not load it)
+GUEST_MODULES = ("xen_netfront",)
 OUT = vm.OUT_MOUNT                          # the results share, in dom0
 GUEST_KERNEL_ARGS = "console=hvc0 rdinit=/init quiet panic=-1"
+DOMWATCH_SOURCE = pathlib.Path(__file__).with_name("domwatch.c")
 DOM0_KERNEL_ARGS = ("console=hvc0 earlyprintk=xen rdinit=/init panic=-1 loglevel=4 "
                     "nokaslr")
 XEN_ARGS = ("console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 "
@@ -395,8 +404,39 @@ def hypervisor(kind: str, build_dir: pathlib.Path = BUILD_DIR, **kw) -> Hypervis
 
 # -- kernel and initramfs --------------------------------------------------------
 def kernel(build_dir: pathlib.Path = BUILD_DIR, log: Log = _quiet) -> vm.Kernel:
-    """Debian's kernel with dom0's modules (tests/qemu/vm.py's fetcher)."""
-    return vm.fetch_kernel(build_dir, modules=DOM0_MODULES, log=log)
+    """Debian's kernel with dom0's and the guests' modules (tests/qemu/vm.py's
+    fetcher; ``Kernel.modules`` lists both, see :func:`module_sets`)."""
+    return vm.fetch_kernel(build_dir, modules=DOM0_MODULES + GUEST_MODULES, log=log)
+
+
+def module_sets(k: vm.Kernel) -> Dict[str, List[str]]:
+    """``{"dom0": [...], "guest": [...]}``: each side's modules with their
+    dependencies, in load order."""
+    deps = lambda m: vm.modinfo_depends(k.module_path(m).read_bytes())
+    return {"dom0": vm.load_order(DOM0_MODULES, deps),
+            "guest": vm.load_order(GUEST_MODULES, deps)}
+
+
+def domwatch(build_dir: pathlib.Path = BUILD_DIR, *, run: Runner = vm._run,
+             log: Log = _quiet) -> pathlib.Path:
+    """tests/xen/domwatch.c built against this host's libxenctrl (dom0 runs
+    the host's userland, so the same library), cached by the source's hash."""
+    source = DOMWATCH_SOURCE.read_bytes()
+    out = build_dir / "tools" / f"domwatch-{hashlib.sha256(source).hexdigest()[:12]}"
+    if out.is_file():
+        return out
+    _need_tools("gcc", why="the xen tier builds its dom0 helper tests/xen/domwatch.c")
+    if not pathlib.Path("/usr/include/xenctrl.h").exists():
+        raise Unavailable("/usr/include/xenctrl.h not found: the xen tier's dom0 helper "
+                          "needs libxen-dev (scripts/install-deps.sh installs it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    log(f"gcc {DOMWATCH_SOURCE.name} -lxenctrl")
+    proc = run(["gcc", "-O2", "-Wall", "-o", str(tmp), str(DOMWATCH_SOURCE), "-lxenctrl"])
+    if proc.returncode:
+        raise Unavailable(f"building {DOMWATCH_SOURCE.name} failed: {proc.stderr.strip()[-500:]}")
+    tmp.replace(out)
+    return out
 
 
 DOM0_INIT = r"""#!/bin/busybox sh
@@ -440,16 +480,46 @@ poweroff -f
 GUEST_INIT = r"""#!/bin/busybox sh
 # /init of the xen tier's guest (tests/xen/xenvm.py): a heartbeat on hvc0
 # each second; the counter lives in guest memory, so after a failover the
-# backup copy goes on counting from the last checkpoint
-/bin/busybox mkdir -p /proc /dev
+# backup copy goes on counting from the last checkpoint.
+# With xrc_ip=ADDR/LEN xrc_peer=IP:PORT xrc_peermac=MAC on the kernel command
+# line: once eth0 (netfront; a vif from the start or attached later) is
+# there, it gets ADDR statically, the peer a static neighbour entry (no ARP),
+# and from then on each beat n also goes to the peer as one UDP datagram
+# (busybox syslogd -R forwards "hb: n" that logger hands it).
+/bin/busybox mkdir -p /proc /dev /sys /run /var/log
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox --install -s /bin
+export PATH=/bin
+ip= peer= peermac= netup=
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+        xrc_ip=*) ip=${arg#xrc_ip=} ;;
+        xrc_peer=*) peer=${arg#xrc_peer=} ;;
+        xrc_peermac=*) peermac=${arg#xrc_peermac=} ;;
+    esac
+done
+net_up() {
+    [ -e /sys/class/net/eth0 ] || return 1
+    ip link set lo up
+    ip addr add $ip dev eth0
+    ip link set eth0 up
+    arp -i eth0 -s ${peer%:*} $peermac
+    syslogd -n -S -R $peer &
+    echo "NET eth0 $ip peer $peer ($(cat /sys/class/net/eth0/address))"
+}
+if [ -n "$ip" ]; then
+    mount -t sysfs sysfs /sys
+    for m in $(cat /etc/xrc-modules); do insmod /lib/modules/$m.ko; done
+fi
 n=0
 while :; do
+    [ -n "$ip" ] && [ -z "$netup" ] && net_up && netup=1
     n=$((n + 1))
     read up idle < /proc/uptime
     echo "HB $n up=$up"
-    /bin/busybox sleep 1
+    [ -n "$netup" ] && logger -t hb "$n"
+    sleep 1
 done
 """
 
@@ -478,17 +548,22 @@ def _busybox_members(init: str) -> list:
     return members
 
 
-def build_dom0_initramfs(k: vm.Kernel, out: pathlib.Path) -> pathlib.Path:
-    members = _busybox_members(dom0_init())
-    members += [(d, 0o40755, b"", (0, 0)) for d in ("lib", "lib/modules")]
-    members.append(("etc/xrc-modules", 0o100644, ("\n".join(k.modules) + "\n").encode(), (0, 0)))
+def _module_members(k: vm.Kernel, modules: Sequence[str]) -> list:
+    members = [(d, 0o40755, b"", (0, 0)) for d in ("lib", "lib/modules")]
+    members.append(("etc/xrc-modules", 0o100644, ("\n".join(modules) + "\n").encode(), (0, 0)))
     members += [(f"lib/modules/{m}.ko", 0o100644, k.module_path(m).read_bytes(), (0, 0))
-                for m in k.modules]
-    return _write_cpio(out, members)
+                for m in modules]
+    return members
 
 
-def build_guest_initramfs(out: pathlib.Path) -> pathlib.Path:
-    return _write_cpio(out, _busybox_members(GUEST_INIT))
+def build_dom0_initramfs(k: vm.Kernel, out: pathlib.Path) -> pathlib.Path:
+    return _write_cpio(out, _busybox_members(dom0_init())
+                       + _module_members(k, module_sets(k)["dom0"]))
+
+
+def build_guest_initramfs(k: vm.Kernel, out: pathlib.Path) -> pathlib.Path:
+    return _write_cpio(out, _busybox_members(GUEST_INIT)
+                       + _module_members(k, module_sets(k)["guest"]))
 
 
 @dataclasses.dataclass
@@ -499,6 +574,7 @@ class Artifacts:
     kernel: vm.Kernel
     dom0_initramfs: pathlib.Path
     guest_initramfs: pathlib.Path
+    domwatch: pathlib.Path
 
 
 def prepare(kind: str = "stock", build_dir: pathlib.Path = BUILD_DIR, *,
@@ -510,19 +586,69 @@ def prepare(kind: str = "stock", build_dir: pathlib.Path = BUILD_DIR, *,
     k = kernel(build_dir, log=log)
     with _Lock(build_dir):
         dom0 = build_dom0_initramfs(k, build_dir / "dom0.cpio")
-        guest = build_guest_initramfs(build_dir / "guest.cpio")
-    return Artifacts(hv, k, dom0, guest)
+        guest = build_guest_initramfs(k, build_dir / "guest.cpio")
+        watch = domwatch(build_dir, log=log)
+    return Artifacts(hv, k, dom0, guest, watch)
 
 
 # -- guests ----------------------------------------------------------------------
-def guest_config(name: str, kind: str, artifacts: Artifacts, *, memory_mb: int = 128) -> str:
-    """An xl configuration for the heartbeat guest (``kind``: pv or pvh)."""
+@dataclasses.dataclass(frozen=True)
+class GuestNet:
+    """A guest's one vif on a dom0 bridge, its static address and the peer
+    in dom0 its heartbeat datagrams go to (all inside this VM)."""
+
+    bridge: str = "xrcbr0"
+    bridge_mac: str = "02:58:52:43:00:01"
+    dom0_ip: str = "10.199.0.1"
+    guest_ip: str = "10.199.0.2"
+    prefix: int = 24
+    guest_mac: str = "00:16:3e:58:52:02"
+    port: int = 5514
+
+    def kernel_args(self) -> str:
+        return (f"xrc_ip={self.guest_ip}/{self.prefix} xrc_peer={self.dom0_ip}:{self.port} "
+                f"xrc_peermac={self.bridge_mac}")
+
+    def vif(self) -> str:
+        return f"bridge={self.bridge},mac={self.guest_mac}"
+
+    def attach_args(self) -> List[str]:
+        """``xl network-attach DOMAIN`` takes the same keys as words."""
+        return self.vif().split(",")
+
+    def dom0_setup(self) -> str:
+        """bash for dom0: the bridge with its fixed MAC and dom0's address."""
+        return (f"ip link add {self.bridge} type bridge stp_state 0 forward_delay 0\n"
+                f"ip link set {self.bridge} address {self.bridge_mac}\n"
+                f"ip addr add {self.dom0_ip}/{self.prefix} dev {self.bridge}\n"
+                f"ip link set {self.bridge} up\n")
+
+
+def guest_config(name: str, kind: str, artifacts: Artifacts, *, memory_mb: int = 128,
+                 net: Optional[GuestNet] = None, vif: bool = True) -> str:
+    """An xl configuration for the heartbeat guest (``kind``: pv, pvh or
+    hvm), with one vif on ``net``'s bridge if given (``vif=False``: the guest
+    knows its network but gets its vif later, ``xl network-attach``).
+
+    An HVM guest boots the same kernel directly through Debian's device model
+    (qemu-system-xen's /usr/libexec/xen-qemu-system-i386 in dom0, which runs
+    this host's userland); its heartbeat goes to the PV console ``hvc0``,
+    which xenconsoled logs (it does not log the emulated serial port)."""
+    extra = GUEST_KERNEL_ARGS + (" " + net.kernel_args() if net else "")
+    hvm = ['device_model_version = "qemu-xen"', 'serial = "pty"', "vnc = 0", "sdl = 0"] \
+        if kind == "hvm" else []
     return "\n".join([
-        f'name = "{name}"', f'type = "{kind}"',
+        f'name = "{name}"', f'type = "{kind}"', *hvm,
         f'kernel = "{artifacts.kernel.vmlinuz}"',
         f'ramdisk = "{artifacts.guest_initramfs}"',
-        f'extra = "{GUEST_KERNEL_ARGS}"',
-        f"memory = {memory_mb}", "vcpus = 1", "vif = []", "disk = []",
+        f'extra = "{extra}"',
+        f"memory = {memory_mb}", "vcpus = 1",
+        # pinned to one physical CPU (= one QEMU vCPU thread): a PVH guest
+        # whose vCPU Xen moves between the nested CPUs triple-faults or panics
+        # every minute or so under QEMU 7.2's TCG (SVM+NPT); pinned, none in
+        # ~800 checkpoints (docs/xen-tier.md, "Guests are pinned")
+        f'cpus = "{GUEST_PCPU}"',
+        f"vif = ['{net.vif()}']" if net and vif else "vif = []", "disk = []",
         'on_crash = "preserve"', ""])
 
 
@@ -530,17 +656,68 @@ def guest_config(name: str, kind: str, artifacts: Artifacts, *, memory_mb: int =
 @dataclasses.dataclass
 class Scenario:
     """A bash script run in dom0 (cwd: this checkout) with ``$SCEN`` its own
-    results folder (also holding ``$SCEN/files`` written beforehand) and
-    ``timeout`` seconds; ``files`` are written into ``$SCEN`` first."""
+    results folder and ``timeout`` seconds; ``files`` are written into
+    ``$SCEN`` first.  The script starts with ``. $OUT/lib.sh`` (the helpers
+    of :data:`SCENARIO_LIB`).
+
+    ``guests``: the domain names it creates; afterwards those (and their
+    ``NAME--*`` copies) are destroyed and their console logs cleared.  Without
+    ``guests`` every guest is destroyed and every log cleared.  A
+    ``background`` scenario runs beside the ones after it (it must name its
+    guests); dom0 waits for it before powering off."""
 
     name: str
     script: str
     timeout: float
     files: Dict[str, str] = dataclasses.field(default_factory=dict)
+    guests: Sequence[str] = ()
+    background: bool = False
+
+
+#: sourced by every scenario script: shared helpers (tests/xen/scenarios.py
+#: builds on them).  @DOMWATCH@ is tests/xen/domwatch.c's binary.
+SCENARIO_LIB = r"""
+CON=/var/log/xen/console
+DW=@DOMWATCH@
+mono() { $DW now; }
+# ev NAME: an event, "NAME <CLOCK_REALTIME> <CLOCK_MONOTONIC>" in $SCEN/events
+ev() { echo "$1 $EPOCHREALTIME $(mono)" >> $SCEN/events; echo "--- $1"; }
+# fact KEY VALUE...: a line in $SCEN/facts
+fact() { echo "$*" >> $SCEN/facts; }
+within() {   # within SECONDS COMMAND...: poll COMMAND every 0.1 s
+    local end=$(( EPOCHSECONDS + $1 )); shift
+    until "$@"; do [ "$EPOCHSECONDS" -ge "$end" ] && return 1; sleep 0.1; done
+}
+beats() { cat "$@" 2>/dev/null | grep -c 'HB [0-9]'; }
+has_domain() { xl domid "$1" > /dev/null 2>&1; }
+no_domain() { ! has_domain "$1"; }
+domid_of() { xl domid "$1" 2>/dev/null; }
+# the state column of xl list (r, b, p, s, c, d as xl prints them)
+state_of() { xl list "$1" 2>/dev/null | awk 'NR == 2 {print $5}'; }
+# the hypervisor's view of every domain, into $SCEN/domwatch.txt (domwatch.c)
+start_watch() { $DW watch $SCEN/domwatch.txt ${1:-1000} & WATCH_PID=$!; }
+stop_watch() { [ -n "${WATCH_PID:-}" ] && kill $WATCH_PID 2>/dev/null && wait $WATCH_PID; }
+# run_bg LABEL CMD...: CMD in the background, its stdout and stderr stamped
+# line by line (CLOCK_REALTIME, CLOCK_MONOTONIC) into $SCEN/LABEL.log; its pid
+# (CMD's own: signals reach it) in $SCEN/LABEL.pid; when the pipe ends (CMD
+# and whatever it started that kept its output open), CMD's status in
+# $SCEN/LABEL.rc
+run_bg() {
+    local label=$1; shift
+    rm -f $SCEN/$label.rc $SCEN/$label.pid
+    ( sh -c 'echo $$ > "$0"; exec "$@"' $SCEN/$label.pid "$@" < /dev/null 2>&1 \
+          | $DW stamp > $SCEN/$label.log
+      echo "${PIPESTATUS[0]}" > $SCEN/$label.rc ) &
+    within 20 test -s $SCEN/$label.pid
+}
+alive() { [ -s $SCEN/$1.pid ] && kill -0 $(cat $SCEN/$1.pid) 2>/dev/null; }
+ended() { [ -e $SCEN/$1.rc ] || ! alive $1; }
+"""
 
 
 #: dom0's run.sh: the Xen daemons by hand (real-xen.md step 5), then each
-#: scenario under its own timeout, guest domains cleared between scenarios
+#: scenario under its own timeout (a background one beside the next ones),
+#: each one's guests cleared after it
 DOM0_PRELUDE = r"""
 set -u
 export PATH=@XENBIN@:$PATH
@@ -559,8 +736,17 @@ T xen-daemons
 clear_guests() {
     for d in $(xl list | awk 'NR > 1 && $2 != 0 {print $2}'); do xl destroy $d; done
 }
-for s in @SCENARIOS@; do
-    export SCEN=$OUT/$s
+clear_named() {     # clear_named NAME...: these guests and their NAME--* copies
+    local g d
+    for g in "$@"; do
+        for d in $(xl list | awk -v g="$g" 'NR > 1 && ($1 == g || index($1, g "--") == 1) {print $2}'); do
+            xl destroy $d
+        done
+    done
+}
+run_one() {
+    local s=$1 SCEN=$OUT/$1 rc start guests g
+    export SCEN
     echo "=== scenario $s"
     start=$(cut -d' ' -f1 /proc/uptime)
     timeout -k 5 $(cat $SCEN/timeout) bash $SCEN/script.sh > $SCEN/output.log 2>&1 < /dev/null
@@ -568,10 +754,24 @@ for s in @SCENARIOS@; do
     echo $rc > $SCEN/rc
     echo "$start $(cut -d' ' -f1 /proc/uptime)" > $SCEN/uptimes
     echo "=== scenario $s rc $rc"
-    clear_guests
+    guests=$(cat $SCEN/guests 2>/dev/null)
+    if [ -n "$guests" ]; then clear_named $guests; else clear_guests; fi
     mkdir -p $SCEN/xenlog && cp -r /var/log/xen/. $SCEN/xenlog/ 2>/dev/null
-    rm -f /var/log/xen/console/* /var/log/xen/*.log
+    if [ -n "$guests" ]; then
+        for g in $guests; do
+            rm -f /var/log/xen/console/guest-$g.log /var/log/xen/console/guest-$g--*.log \
+                  /var/log/xen/xl-$g.log /var/log/xen/xl-$g--*.log
+        done
+    else
+        rm -f /var/log/xen/console/* /var/log/xen/*.log
+    fi
+}
+background=()
+for s in @SCENARIOS@; do
+    if [ -e $OUT/$s/background ]; then run_one $s & background+=($!); else run_one $s; fi
 done
+for p in "${background[@]}"; do wait $p; done
+clear_guests
 T done
 """
 
@@ -676,12 +876,21 @@ def run_scenarios(scenarios: Sequence[Scenario], *, artifacts: Artifacts,
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names) or not all(re.fullmatch(r"[\w.-]+", n) for n in names):
         raise ValueError(f"scenario names must be unique words: {names}")
+    for s in scenarios:
+        if s.background and not s.guests:
+            raise ValueError(f"background scenario {s.name} must name its guests")
     rundir.mkdir(parents=True, exist_ok=True)
+    (rundir / "lib.sh").write_text(SCENARIO_LIB.replace("@DOMWATCH@",
+                                                        shlex.quote(str(artifacts.domwatch))))
     for s in scenarios:
         sdir = rundir / s.name
         sdir.mkdir(exist_ok=True)
-        (sdir / "script.sh").write_text("set -u\n" + s.script)
+        (sdir / "script.sh").write_text("set -u\n. $OUT/lib.sh\n" + s.script)
         (sdir / "timeout").write_text(f"{int(s.timeout)}\n")
+        if s.guests:
+            (sdir / "guests").write_text(" ".join(s.guests) + "\n")
+        if s.background:
+            (sdir / "background").write_text("")
         for fname, text in s.files.items():
             (sdir / fname).write_text(text)
     dom0_script = (DOM0_PRELUDE.replace("@XENBIN@", XEN_BIN)
@@ -692,7 +901,8 @@ def run_scenarios(scenarios: Sequence[Scenario], *, artifacts: Artifacts,
     (rundir / "run.sh").write_text(vm.chroot_script(["/bin/bash", f"{OUT}/dom0.sh"],
                                                     env=base_env))
     argv = qemu_command(artifacts, rundir, qemu=vm.qemu_binary())
-    total = boot_seconds + sum(s.timeout + 10 for s in scenarios)
+    total = boot_seconds + sum(s.timeout + 10 for s in scenarios if not s.background) \
+        + max([s.timeout + 10 for s in scenarios if s.background] or [0])
     vmrun = vm.boot(argv, rundir, total)
     results = {}
     for s in scenarios:
@@ -726,8 +936,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         say(f"unavailable: {e}")
         return 2
     say(f"{arts.hypervisor.describe()}: {arts.hypervisor.path}")
+    mods = module_sets(arts.kernel)
     say(f"kernel {arts.kernel.package} {arts.kernel.version}, dom0 modules "
-        f"{' '.join(arts.kernel.modules)}")
+        f"{' '.join(mods['dom0'])}; guest modules {' '.join(mods['guest'])}")
+    say(f"domwatch {arts.domwatch}")
     if args.action == "build":
         return 0
     rundir = args.rundir or new_rundir(f"cmd-{kind}")

@@ -157,6 +157,18 @@ class DeviceModelStats:
     records: List[float] = field(default_factory=list)
     state_bytes: List[int] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One line of medians (the guest's pause includes suspend and
+        resume), or "" before the first save."""
+        if not self.suspend:
+            return ""
+        med = lambda xs: sorted(xs)[len(xs) // 2] * 1000.0 if xs else 0.0  # noqa: E731
+        return (f"{len(self.suspend)} saves, median stop+save {med(self.suspend):.1f} ms, "
+                f"cont {med(self.resume):.1f} ms (guest paused), records "
+                f"{med(self.records):.1f} ms (guest running), state "
+                f"{sorted(self.state_bytes)[len(self.state_bytes) // 2] if self.state_bytes else 0}"
+                " bytes")
+
 
 class DeviceModel:
     """One HVM guest's qemu-xen, driven over QMP for checkpointing.
@@ -280,6 +292,9 @@ class DeviceModel:
     def close(self) -> None:
         """Continue qemu if we left it stopped, release the fdset, disconnect,
         remove the save file.  Errors are logged: the guest must run."""
+        summary = self.stats.summary()
+        if summary:
+            logger.info("device model of domain %d: %s", self.domid, summary)
         if self.client.connected:
             try:
                 if self._stopped:

@@ -682,3 +682,34 @@ def test_ifb_left_in_the_state_we_found_it(kernel, rtnl, tmp_path, registry):
     ifb = kernel.add_link("ifb0", "ifb", up=True)
     make_nic(rtnl, tmp_path, registry).uninstall()
     assert kernel.links[ifb]["up"] is True
+
+
+# -- an HVM emulated NIC (issue 11, item 4): the -emu tap is buffered too -------------
+
+def test_legacy_buffered_nic_buffers_the_emulated_nic_tap(legacy_env, kernel, tmp_path):
+    tap = kernel.add_link("vif5.0-emu", "tun")
+    v = _vif("vif5.0")
+    v.emudev = "vif5.0-emu"
+    nic = device.BufferedNIC(v)
+    assert nic.emu is not None and nic.emu.vif.dev == "vif5.0-emu"
+    assert nic.emu.vif.emudev is None and v.dev == "vif5.0"      # the caller's VIF kept
+    ifb, ifb_emu = kernel.index(nic.bufdev.devname), kernel.index(nic.emu.bufdev.devname)
+    assert ifb != ifb_emu
+    # both guest paths redirected, each to its own IFB
+    assert sorted(kernel.filters.values()) == sorted([ifb, ifb_emu])
+    assert any(key[0] == tap for key in kernel.filters)
+    nic.postsuspend()
+    nic.commit()
+    assert kernel.plug_actions(ifb) == kernel.plug_actions(ifb_emu) == [3, 2, 0, 1]
+    nic.uninstall()
+    assert kernel.qdiscs == {} and kernel.filters == {} and pool_text(tmp_path) == ""
+
+
+def test_legacy_buffered_nic_without_the_emulated_tap_warns(legacy_env, kernel, caplog):
+    v = _vif("vif5.0")
+    v.emudev = "vif5.0-emu"                 # no device model in dom0 (or a xend host)
+    nic = device.BufferedNIC(v)
+    assert nic.emu is None
+    assert "no emulated NIC device vif5.0-emu" in caplog.text
+    nic.uninstall()
+    assert kernel.filters == {}

@@ -11,7 +11,8 @@ and its IFB pool).  Fixed against the legacy module (§14.2, §15):
   only); the IFB pool creates devices instead of failing at two and works
   without ``ifconfig``; the plug qdisc is checked on *its* device and any
   other root qdisc is replaced; 8-byte plug options always; ``uninstall``
-  removes everything, also before the first checkpoint;
+  removes everything, also before the first checkpoint; an HVM emulated
+  NIC's tap (``vif.emudev``, ``<vif>-emu``) is buffered with its vif;
 * the plug is installed when the NIC is built, in pass-through mode
   (``RELEASE_INDEFINITE``), so a kernel without ``sch_plug`` is reported
   before the guest is ever suspended; the first ``postsuspend`` prints the
@@ -26,6 +27,7 @@ table's directory), ``BUFFER_CLASS`` (the root qdisc driver), ``DRBD_RUN``
 """
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from typing import Dict, Optional
@@ -351,9 +353,32 @@ class BufferedNIC(CheckpointedDevice):
     def __init__(self, vif):
         self.installed = False
         self.vif = vif
+        #: not legacy: the buffer of the tap an HVM emulated NIC uses
+        #: (``vif.emudev``, set by ``vm.getvifs``); it goes with this one
+        self.emu = None
         self.pool = Netbufpool(selectnetbuf())
         self.rth = getrth()
         self.setup()
+        emudev = getattr(vif, "emudev", None)
+        if emudev:
+            self._buffer_emulated(emudev)
+
+    def _buffer_emulated(self, emudev):
+        """xl names the emulated NIC's tap ``<vif>-emu``; the guest sends
+        through it until its PV drivers take over (then through the vif),
+        so both are buffered.  No such link (no device model in dom0, a
+        xend host): the vif alone, with a warning."""
+        if _devrtnl().link(emudev) is None:
+            logger.warning("%s: no emulated NIC device %s; only the PV path "
+                           "is buffered", getattr(self.vif, "dev", self.vif), emudev)
+            return
+        tap = copy.copy(self.vif)
+        tap.dev, tap.emudev = emudev, None
+        try:
+            self.emu = BufferedNIC(tap)
+        except BaseException:
+            self.uninstall()
+            raise
 
     def __del__(self):
         try:
@@ -390,9 +415,13 @@ class BufferedNIC(CheckpointedDevice):
         if not self.installed:
             self.install()
         self._sendqmsg(qdisc.TC_PLUG_BUFFER)
+        if self.emu is not None:
+            self.emu.postsuspend()
 
     def commit(self):
         self._sendqmsg(qdisc.TC_PLUG_RELEASE_ONE)
+        if self.emu is not None:
+            self.emu.commit()
 
     def _sendqmsg(self, action):
         self.q.action = action
@@ -426,6 +455,9 @@ class BufferedNIC(CheckpointedDevice):
         self._remove(release=True)
 
     def _remove(self, release):
+        emu = getattr(self, "emu", None)
+        if emu is not None:
+            emu._remove(release)
         nic = getattr(self, "_nic", None)
         self.installed = False
         if nic is None:

@@ -14,7 +14,10 @@ Differences from the legacy module, all deliberate:
   the stream is what ``xl remus`` sends, not the xend image.  This module
   only adapts: it picks the stream mode from the legacy stream classes, the
   libxl config from the legacy ``VM`` and maps the engine's failure to
-  ``CheckpointError``.
+  ``CheckpointError``;
+* HVM guests: the engine saves the device model over QMP as libxl does
+  (no qemu-dm ``save`` command, no ``/var/lib/xen/qemu-save.<domid>`` for
+  the caller to read); a device-model failure is a ``CheckpointError``.
 """
 from __future__ import annotations
 
@@ -217,7 +220,9 @@ class Saver(object):
                 commit=self.checkpointcb, interval=self.interval, flags=self.flags,
                 on_start=attach, **({} if self.write_timeout is None
                                     else {"write_timeout": self.write_timeout}))
-        except errors.CheckpointFailed as e:
+        except (errors.CheckpointFailed, errors.DeviceModelError) as e:
+            # an HVM guest's device model failing (QMP) is a checkpoint
+            # failure, as libcheckpoint's "error reading QEMU state" was
             raise CheckpointError(str(e)) from e
 
     def _resume(self):

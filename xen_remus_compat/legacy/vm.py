@@ -105,11 +105,37 @@ def record_to_dominfo(record) -> list:
     if record.domid is not None:
         dom.domid = record.domid
     sx = sxprmod.domain_to_sxpr(dom, form="runtime")
+    _show_hvm_runtime(sx)
     if not any(isinstance(e, list) and e and e[0] == "device" for e in sx):
         # a running xend domain always had devices (at least its console);
         # legacy getdisks/getvifs index dom['device'] unconditionally
         sx.append(["device", ["console", ["protocol", "vt100"]]])
     return sx
+
+
+def _show_hvm_runtime(sx) -> None:
+    """What xend showed of a running HVM domain and libxl leaves implicit.
+
+    xend's image always named the firmware (``kernel``, hvmloader) and the
+    device model it started (XendConfig's platform defaults); libxl's
+    config leaves both out when they are its defaults.  The legacy view of
+    an xl HVM domain names what libxl runs instead: Xen's hvmloader and
+    bookworm's upstream QEMU (``config.hostpaths``).  Only the legacy view
+    gets them: written back into a config they would pin xl's defaults."""
+    from ..config import hostpaths
+    image = next((e for e in sx if isinstance(e, list) and e[:1] == ["image"]), None)
+    hvm = image[1] if image is not None and len(image) > 1 else None
+    if not (isinstance(hvm, list) and hvm[:1] == ["hvm"]):
+        return
+    keys = {e[0]: e for e in hvm[1:] if isinstance(e, list) and e}
+    kernel = keys.get("kernel")
+    if kernel is None:
+        hvm.insert(1, ["kernel", hostpaths.XEN_FIRMWARE + "/hvmloader"])
+    elif len(kernel) < 2 or kernel[1] in ("", None):
+        kernel[1:] = [hostpaths.XEN_FIRMWARE + "/hvmloader"]
+    if "device_model" not in keys:
+        at = hvm.index(keys["kernel"]) + 1 if "kernel" in keys else 2
+        hvm.insert(at, ["device_model", hostpaths.QEMU_XEN])
 
 
 def parsedominfo(dominfo):
@@ -194,10 +220,17 @@ def getvifs(dom):
     vifs = dom["device"].get("vif", [])
     if type(vifs) != list:
         vifs = [vifs]
+    # not legacy: an HVM domain's emulated NICs (xend and xl: a vif without
+    # a type is ioemu there) also name the tap the device model uses
+    image = dom.get("image")
+    hvm = isinstance(image, dict) and "hvm" in image
     vifno = 0
     parsed = []
     for props in vifs:
-        parsed.append(vif.parse(props, dom["domid"], vifno))
+        v = vif.parse(props, dom["domid"], vifno)
+        if hvm and isinstance(props, dict) and props.get("type", "ioemu") == "ioemu":
+            v.emudev = vif.emu_name(v)
+        parsed.append(v)
         vifno += 1
     return parsed
 

@@ -88,7 +88,10 @@ NOT_PROVIDED: Dict[str, str] = {
     "XendProtocol": "'xl migrate' (over ssh)",
     "MemoryPool": "dom0_mem= on the Xen command line; xl keeps no memory pool",
     "balloon": "'autoballoon' in /etc/xen/xl.conf, or 'xl mem-set 0 SIZE'",
-    "image": "libxl builds the domain ('xl create')",
+    "image": "libxl builds the domain ('xl create') and starts, saves and "
+             "restores an HVM guest's device model itself over QMP ('xl save', "
+             "'xl migrate', 'xl remus'; for Remus xen.remus.save.Saver); there "
+             "is no qemu-dm to signal through xenstore device-model/<domid>/command",
     "Args": "Python's argparse", "PrettyPrint": "xen.xend.sxp.show",
     "encode": "Python's urllib.parse", "uuid": "Python's uuid module",
     "arch": "platform.machine()",

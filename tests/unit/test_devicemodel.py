@@ -240,3 +240,13 @@ def test_no_report_before_the_first_save(server, tmp_path, caplog):
     with caplog.at_level("INFO", logger="xen_remus_compat"):
         dm.close()
     assert not any("saves" in r.getMessage() for r in caplog.records)
+
+
+def test_log_dirty_off_with_qemu_gone_is_not_an_error(server, tmp_path):
+    dm = open_dm(server, tmp_path)
+    assert dm.set_dirty_log(True)
+    dm.client.close()                       # qemu died with its destroyed guest
+    assert dm.set_dirty_log(False)
+    with pytest.raises(errors.DeviceModelError):
+        dm.set_dirty_log(True)
+    dm.close()

@@ -4,6 +4,9 @@ every address unguarded, TLS set-up errors, xend-config.sxp's relocation
 settings, the session limits, and ssh/TCP transports that never take a
 destination for an option (issue 12, items 1, 2, 3, 6, 12)."""
 
+import os
+import time
+
 import pytest
 
 from xen_remus_compat import errors
@@ -259,3 +262,62 @@ def test_xl_and_modprobe_operands_follow_a_double_dash():
     assert r.modprobe("sch_plug ifb")
     assert seen[1:] == [["modprobe", "-q", "--", "sch_plug"],
                         ["modprobe", "-q", "--", "ifb"]]
+
+
+def _receiver(tmp_path, after_eof: str) -> "transport.SshTransport":
+    """A -s "" receiver: prints xl's banner, reads the stream to its end,
+    then runs ``after_eof`` (as xl migrate-receive -r restores the backup
+    at the end of the stream)."""
+    from xen_remus_compat.stream.xl import BANNER
+    script = tmp_path / "recv.sh"
+    script.write_bytes(b"#!/bin/sh\nprintf '%s'\ncat > /dev/null\n" % BANNER.replace(b"\n", b"\\n")
+                       + after_eof.encode() + b"\n")
+    script.chmod(0o755)
+    t = transport.SshTransport(str(script), "")
+    t.connect(timeout=10)
+    return t
+
+
+def test_after_the_primary_is_gone_the_receiver_is_left_to_finish(tmp_path):
+    """Killing xl migrate-receive while it sets the backup up (seconds with
+    a vif) would leave the backup paused: the receiver must outlive us."""
+    done = tmp_path / "failed-over"
+    t = _receiver(tmp_path, f"sleep 6; touch {done}")
+    pid = t.proc.pid
+    t0 = time.monotonic()
+    t.release_receiver()
+    t.close()
+    assert time.monotonic() - t0 < 2
+    os.kill(pid, 0)                          # still running after close
+    deadline = time.monotonic() + 20
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert done.exists()
+
+
+def test_a_stopped_protection_does_not_leave_the_receiver(tmp_path):
+    """A clean stop (SIGTERM, the guest alive here) still ends the receiver
+    within the close's bound, as before."""
+    done = tmp_path / "failed-over"
+    t = _receiver(tmp_path, f"sleep 30; touch {done}")
+    pid = t.proc.pid
+    t.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not done.exists()
+
+
+def test_domain_gone_is_read_from_the_cause_chain():
+    from xen_remus_compat.cli import remus as cli_remus
+    from xen_remus_compat.legacy import save
+
+    class TrampolineError(Exception):
+        errno = 3                           # ESRCH
+    try:
+        try:
+            raise TrampolineError("domain 4 disappeared while suspending")
+        except TrampolineError as e:
+            raise save.CheckpointError(str(e)) from e
+    except save.CheckpointError as e:
+        assert cli_remus._domain_gone(e)
+    assert not cli_remus._domain_gone(save.CheckpointError("backup closed"))

@@ -17,6 +17,7 @@ Ctrl-C and SIGTERM uninstall the buffers, leave the guest running and exit 0
 """
 from __future__ import annotations
 
+import errno
 import select
 import signal
 import sys
@@ -246,6 +247,7 @@ def run(cfg: Cfg) -> int:
 
     bufs = []
     sink = None
+    primary_gone = False
     rc = 0
 
     def die():
@@ -323,6 +325,7 @@ def run(cfg: Cfg) -> int:
         except save.CheckpointError as e:
             print(str(e))
             rc = 1
+            primary_gone = _domain_gone(e)
         except KeyboardInterrupt:
             pass
         except SignalException:
@@ -355,6 +358,8 @@ def run(cfg: Cfg) -> int:
                 logger.warning("uninstalling %s: %s", buf, e)
         if sink is not None:
             try:
+                if primary_gone and hasattr(sink, "release_receiver"):
+                    sink.release_receiver()
                 sink.close()
             except Exception:
                 pass
@@ -362,6 +367,18 @@ def run(cfg: Cfg) -> int:
         signal.signal(signal.SIGTERM,
                       signal.SIG_IGN if closure["signalled"] else old_term)
     return rc
+
+
+def _domain_gone(exc: BaseException) -> bool:
+    """Whether checkpointing stopped because the protected domain no longer
+    exists (the trampoline's ESRCH): the primary failed, and the backup's
+    receiver is taking over."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if getattr(exc, "errno", None) == errno.ESRCH:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _heartbeat(cfg: Cfg) -> float:

@@ -228,9 +228,45 @@ class SshTransport(Transport):
             return f"the receiver {self.description} exited with status {rc}"
         return None
 
-    def close(self) -> None:
+    def release_receiver(self) -> None:
+        """The primary's guest is gone: the receiver, which took the end of
+        the stream for its failure, is restoring the backup's copy (with a
+        vif, libxl's device set-up takes seconds).  Close our ends and leave
+        it running: killing it there would leave the backup paused, half
+        made.  ``close`` afterwards does nothing."""
         if self.proc is None:
             return
+        logger.info("the receiver %s (process %d) is left to finish the failover",
+                    self.description, self.proc.pid)
+        for f in (self.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self.stdin = None
+        self.proc = None
+        self.wfd, self.rfd = -1, None
+
+    def close(self) -> None:
+        """Protection stopped with the primary's guest alive (a signal, a
+        callback, an error): stop the receiver *before* it sees the end of
+        the stream, which xl migrate-receive -r takes for the primary's
+        failure and answers by starting its copy (a second running guest);
+        Ctrl-C does the same to xl remus's receiver.  See release_receiver
+        for the primary's failure."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                os.killpg(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            else:
+                logger.warning("stopped the receiver %s; the backup's paused copy of the "
+                               "guest, if it made one, stays there until destroyed "
+                               "(xl destroy NAME--incoming on the backup host)",
+                               self.description)
         for f in (self.stdin, self.proc.stdout):
             try:
                 f.close()

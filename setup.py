@@ -31,8 +31,10 @@ SIMXEN_LIBS = ("libsimxen.so.0", "libxenctrl.so.4.17", "libxenevtchn.so.1",
 CHECKPOINT = Extension(
     "xen_remus_compat._checkpoint",
     sources=["lowlevel/checkpoint/checkpoint.c",
-             "lowlevel/checkpoint/libcheckpoint.c"],
-    depends=["lowlevel/checkpoint/libcheckpoint.h"],
+             "lowlevel/checkpoint/libcheckpoint.c",
+             "lowlevel/checkpoint/capture.c"],
+    depends=["lowlevel/checkpoint/libcheckpoint.h",
+             "lowlevel/checkpoint/capture.h"],
     libraries=["xenctrl", "xenguest", "xenstore", "xenevtchn", "pthread"],
     extra_compile_args=["-Wall", "-Wextra", "-Wno-missing-field-initializers"],
 )

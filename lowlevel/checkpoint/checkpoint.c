@@ -244,7 +244,9 @@ PyDoc_STRVAR(start_doc,
 "Write a Remus (checkpointed) libxc stream of the domain to iofile until\n"
 "checkpoint_cb returns a false value or something fails.  suspend_cb runs\n"
 "once the guest is suspended, postcopy_cb before it is resumed,\n"
-"checkpoint_cb after the checkpoint is on the fd and the guest runs again.\n"
+"checkpoint_cb after the checkpoint is on the fd and the guest runs again\n"
+"(with capture, libxc writes the epoch into memory while the guest is\n"
+"suspended, and it is sent before checkpoint_cb runs).\n"
 "interval > 0 (ms) suspends the guest from a timer.  An HVM guest needs\n"
 "logdirty_cb(enable), libxc's switch of the device model's log-dirty\n"
 "tracking (on before the first pass, off at the end); its caller saves\n"
@@ -438,6 +440,71 @@ static int set_write_timeout(Checkpointer *self, PyObject *value,
     return 0;
 }
 
+static PyObject *get_capture(Checkpointer *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->cp.cap.enabled);
+}
+
+static int set_capture(Checkpointer *self, PyObject *value, void *closure)
+{
+    int on;
+
+    (void)closure;
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete capture");
+        return -1;
+    }
+    if (check_idle(self, "cannot change capture while start() is running"))
+        return -1;
+    on = PyObject_IsTrue(value);
+    if (on < 0)
+        return -1;
+    self->cp.cap.enabled = on;
+    return 0;
+}
+
+static PyObject *get_capture_limit(Checkpointer *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSize_t(self->cp.cap.limit);
+}
+
+static int set_capture_limit(Checkpointer *self, PyObject *value,
+                             void *closure)
+{
+    size_t bytes;
+
+    (void)closure;
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete capture_limit");
+        return -1;
+    }
+    if (check_idle(self, "cannot change capture_limit while start() is "
+                   "running"))
+        return -1;
+    bytes = PyLong_AsSize_t(value);
+    if (PyErr_Occurred())
+        return -1;
+    if (bytes < ((size_t)1 << 20)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "capture_limit must be at least 1 MiB (1048576)");
+        return -1;
+    }
+    self->cp.cap.limit = bytes;
+    return 0;
+}
+
+static PyObject *get_capture_stats(Checkpointer *self, void *closure)
+{
+    (void)closure;
+    return Py_BuildValue("{s:n,s:I,s:K}",
+                         "peak", (Py_ssize_t)self->cp.cap.peak,
+                         "overflows", self->cp.cap.overflows,
+                         "captured",
+                         (unsigned long long)self->cp.cap.captured);
+}
+
 static PyGetSetDef Checkpointer_getset[] = {
     { "domid", (getter)get_domid, NULL,
       "The open domain, or None.", NULL },
@@ -459,6 +526,21 @@ static PyGetSetDef Checkpointer_getset[] = {
       "writes must end within it of the guest's suspension; past it the\n"
       "socket is shut down, the guest resumed and start() raises error\n"
       "with errno ETIMEDOUT.", NULL },
+    { "capture", (getter)get_capture, (setter)set_capture,
+      "Local capture during the pause (default False, as the legacy\n"
+      "module): libxc writes each epoch into memory while the guest is\n"
+      "suspended, and it is sent once the guest runs again, before\n"
+      "checkpoint_cb; only checkpoint_cb may then write to iofile.  The\n"
+      "bytes on iofile are the same, in the same order.", NULL },
+    { "capture_limit", (getter)get_capture_limit,
+      (setter)set_capture_limit,
+      "The most one epoch may hold in memory with capture (bytes, default\n"
+      "1 GiB, at least 1 MiB); the rest of a larger epoch is written\n"
+      "straight to iofile (a warning, once per start()).", NULL },
+    { "capture_stats", (getter)get_capture_stats, NULL,
+      "The last start()'s capture: {'peak': the largest epoch held\n"
+      "(bytes), 'overflows': epochs that outgrew capture_limit,\n"
+      "'captured': bytes that went through memory}.", NULL },
     { NULL, NULL, NULL, NULL, NULL },
 };
 

@@ -23,7 +23,9 @@
  *    cannot track the guest's dirty memory (no shadow paging for PV);
  *  - with write_timeout_ms, a backup that stops taking the stream cannot
  *    hold the guest suspended: each epoch's writes have a deadline (see
- *    "write deadline" below).
+ *    "write deadline" below);
+ *  - with capture (capture.c), the guest's pause does not include the
+ *    link: libxc writes the epoch into memory, sent once the guest runs.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -97,7 +99,12 @@ static void log_vmessage(xentoollog_logger *lg, xentoollog_level level,
      * watchdog: cp_save() says so in one line */
     if (cp->wd_fd >= 0 && errnoval == EAGAIN && strcasestr(msg, "write"))
         cp->wd_write_eagain = 1;
-    if (cp->wd_write_eagain || __atomic_load_n(&cp->wd_fired, __ATOMIC_ACQUIRE))
+    /* a write of the capture's drain thread failed first: libxc's write
+     * into the pair failed because of it, cp_save() says why */
+    if (cp->cap.armed && cap_error(&cp->cap))
+        __atomic_store_n(&cp->quiet, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&cp->wd_write_eagain, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&cp->wd_fired, __ATOMIC_ACQUIRE))
         __atomic_store_n(&cp->quiet, 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&cp->quiet, __ATOMIC_RELAXED))
         return;
@@ -765,6 +772,9 @@ static int tr_suspend(void *data)
     }
     h = cp->hooks->suspend(cp->hooks->opaque);
     if (h == CP_GO) {
+        /* libxc writes the epoch next: into memory when capturing */
+        cap_epoch(&cp->cap);
+        cp->wd_sending = 0;
         __atomic_store_n(&cp->wd_epoch_start, now_ms(), __ATOMIC_RELEASE);
         return 1;
     }
@@ -812,11 +822,37 @@ static int tr_postcopy(void *data)
     return 0;
 }
 
+/* Capture: the guest runs again; send the epoch libxc wrote into memory,
+ * under the write deadline (the watchdog shuts the stream down past it).
+ * 0, or -1 with the stream broken (cp_save() says why). */
+static int transmit(struct cp_state *cp)
+{
+    int rc;
+
+    if (!cp->cap.armed)
+        return 0;
+    cp->wd_sending = 1;
+    __atomic_store_n(&cp->wd_epoch_start, now_ms(), __ATOMIC_RELEASE);
+    rc = cap_flush(&cp->cap);
+    __atomic_store_n(&cp->wd_epoch_start, 0, __ATOMIC_RELEASE);
+    if (rc || __atomic_load_n(&cp->wd_fired, __ATOMIC_ACQUIRE))
+        return -1;
+    return 0;
+}
+
 static int tr_checkpoint(void *data)
 {
     struct cp_state *cp = data;
-    int h = cp->hooks->checkpoint(cp->hooks->opaque);
+    int h;
 
+    /* everything of the epoch is on the stream before the hook writes its
+     * own records (device model, CHECKPOINT_END) and commits */
+    if (transmit(cp)) {
+        cp->quiet = 1;
+        cp->stop = CP_FAILED;
+        return 0;
+    }
+    h = cp->hooks->checkpoint(cp->hooks->opaque);
     if (h == CP_GO)
         return 1;
     cp->quiet = 1;
@@ -876,11 +912,29 @@ static void announce_suspend_path(struct cp_state *cp)
                 "it through xenstore (control/shutdown)\n", cp->domid);
 }
 
+/* The end of a save with capture: send what libxc wrote since the last
+ * checkpoint when the save ended cleanly (nothing, with Remus: libxc
+ * writes no END record), drop it after a failure (an epoch cut short, which
+ * the backup would discard anyway); stop the drain thread.  The stream's
+ * first failed write, 0 if none. */
+static int end_capture(struct cp_state *cp, int rc)
+{
+    int err;
+
+    if (!cp->cap.armed)
+        return 0;
+    if (rc == 0 && cp->stop != CP_FAILED)
+        transmit(cp);
+    err = cap_error(&cp->cap);
+    cap_stop(&cp->cap);
+    return err;
+}
+
 int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
             unsigned int flags, const struct cp_hooks *hooks)
 {
     struct save_callbacks cbs;
-    int rc, save_errno;
+    int rc, save_errno, cap_err, xfd = fd;
 
     (void)flags;        /* CHECKPOINT_FLAGS_COMPRESSION: gone in 4.17 */
     cp_clear_error(cp);
@@ -915,26 +969,45 @@ int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
     cp->interval_ms = interval_ms;
     cp->stop = CP_RUNNING;
     cp->quiet = 0;
+    cp->wd_sending = 0;
     if (start_watchdog(cp, fd)) {
         stop_watchdog(cp);
         cp->hooks = NULL;
         return -1;
     }
+    if (cp->cap.enabled) {
+        /* its EAGAIN is the write timeout only when there is one */
+        xfd = cap_start(&cp->cap, fd,
+                        cp->wd_fd >= 0 ? &cp->wd_write_eagain : NULL);
+        if (xfd < 0) {
+            set_error(cp, errno, "could not start the checkpoint capture");
+            stop_watchdog(cp);
+            cp->hooks = NULL;
+            return -1;
+        }
+    }
 
-    rc = xc_domain_save(cp->xch, fd, cp->domid, XCFLAGS_LIVE, &cbs,
+    rc = xc_domain_save(cp->xch, xfd, cp->domid, XCFLAGS_LIVE, &cbs,
                         XC_STREAM_REMUS, -1);
     save_errno = errno;
 
-    stop_watchdog(cp);
     stop_timer(cp);
     if (cp_ensure_running(cp))
         fprintf(stderr, "domain %u could not be resumed; close() will try "
                 "again\n", cp->domid);
+    /* the guest runs: what is left of the capture, under the deadline */
+    cap_err = end_capture(cp, rc);
+    stop_watchdog(cp);
     cp->hooks = NULL;
-    if (cp->wd_fired || (rc != 0 && cp->wd_write_eagain)) {
+    if (cp->wd_fired || ((rc != 0 || cap_err) && cp->wd_write_eagain)) {
         /* the cause, whatever else failed after it */
         cp_clear_error(cp);
-        if (cp->wd_fired)
+        if (cp->wd_fired && cp->wd_sending)
+            set_error(cp, ETIMEDOUT, "the backup stopped taking the stream: "
+                      "a checkpoint was still being sent %lld ms after "
+                      "the guest resumed (write timeout %u ms)",
+                      (long long)cp->wd_fired, cp->write_timeout_ms);
+        else if (cp->wd_fired)
             set_error(cp, ETIMEDOUT, "the backup stopped taking the stream: "
                       "a checkpoint was still being written %lld ms after "
                       "the guest was suspended (write timeout %u ms)",
@@ -943,6 +1016,11 @@ int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
             set_error(cp, ETIMEDOUT, "the backup stopped taking the stream: "
                       "a write blocked for the write timeout (%u ms)",
                       cp->write_timeout_ms);
+    } else if (cap_err) {
+        /* libxc only saw its pair fail: the stream's own error */
+        cp_clear_error(cp);
+        set_error(cp, cap_err, "xc_domain_save failed: Failed to write the "
+                  "stream: %s", strerror(cap_err));
     }
     if (cp->stop == CP_RAISED)
         return -1;
@@ -965,6 +1043,7 @@ void cp_init(struct cp_state *cp)
     cp->lockfd = -1;
     cp->timerfd = cp->stopfd = -1;
     cp->wd_stopfd = cp->wd_fd = -1;
+    cap_init(&cp->cap);
     cp->suspend_timeout_ms = 5000;
     cp->logger.vtable.vmessage = log_vmessage;
     cp->logger.vtable.progress = NULL;

@@ -21,6 +21,8 @@
 #include <xenstore.h>
 #include <xentoollog.h>
 
+#include "capture.h"
+
 /* What a hook returns: go on, stop (a falsy callback), or stop because the
  * binding stored an exception to re-raise once the guest runs again. */
 enum cp_verdict { CP_EXCEPTION = -1, CP_STOP = 0, CP_GO = 1 };
@@ -99,6 +101,11 @@ struct cp_state {
     int64_t wd_epoch_start;             /* ms; 0: libxc is not in an epoch */
     int64_t wd_fired;                   /* ms the epoch had run when shut */
     int wd_write_eagain;                /* a libxc write hit SO_SNDTIMEO */
+    int wd_sending;                     /* the deadline runs on a capture's
+                                           transmission, the guest running */
+
+    /* local capture during the pause (capture.h): off unless asked for */
+    struct cp_capture cap;
 
     /* one start() */
     const struct cp_hooks *hooks;
@@ -139,7 +146,10 @@ int cp_ensure_running(struct cp_state *cp);
 /* xc_domain_save in Remus mode; returns 0 or -1 with the error set.  On
  * return the guest is running (or the error says why it is not).  With
  * write_timeout_ms set and a socket fd, a backup that stops taking the
- * stream fails it with ETIMEDOUT instead of holding the guest suspended. */
+ * stream fails it with ETIMEDOUT instead of holding the guest suspended.
+ * With cp->cap.enabled, libxc writes each epoch into memory while the guest
+ * is suspended and the epoch is sent to fd once it runs again, before the
+ * checkpoint hook (capture.h). */
 int cp_save(struct cp_state *cp, int fd, unsigned int interval_ms,
             unsigned int flags, const struct cp_hooks *hooks);
 

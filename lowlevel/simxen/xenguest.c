@@ -26,6 +26,9 @@
  *
  * Everything is written straight to the fd (no output buffer), so the
  * stream is complete on the fd before postcopy() and checkpoint() run.
+ * SIMXEN_TEE=<path>: a copy of every byte written to the fd also goes to
+ * that file (tests compare it with what reached the stream when the
+ * trampoline captures epochs in memory).
  * Page data goes out with writev(): a 16-byte (pfn, version) head from a
  * per-batch array and the 4080-byte tail pointed into one shared ramp.
  */
@@ -100,6 +103,29 @@ static int fault_write(struct save *s)
     return 0;
 }
 
+/* SIMXEN_TEE's file, -1: none */
+static int tee_fd = -1;
+
+/* The @w bytes just written from @iov, to the tee (best effort). */
+static void tee_out(const struct iovec *iov, size_t w)
+{
+    while (w > 0) {
+        size_t n = iov->iov_len < w ? iov->iov_len : w;
+        const char *p = iov->iov_base;
+        size_t done = 0;
+
+        while (done < n) {
+            ssize_t t = write(tee_fd, p + done, n - done);
+
+            if (t <= 0)
+                return;
+            done += (size_t)t;
+        }
+        w -= n;
+        iov++;
+    }
+}
+
 static int writev_all(int fd, struct iovec *iov, int cnt)
 {
     while (cnt > 0) {
@@ -111,6 +137,8 @@ static int writev_all(int fd, struct iovec *iov, int cnt)
                 continue;
             return -1;
         }
+        if (tee_fd >= 0)
+            tee_out(iov, (size_t)w);
         while (cnt > 0 && (size_t)w >= iov->iov_len) {
             w -= (ssize_t)iov->iov_len;
             iov++;
@@ -603,6 +631,9 @@ int xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom, uint32_t flags,
     simxen_lock();
     s->save_no = simxen_new_save();
     simxen_unlock();
+    if (getenv("SIMXEN_TEE") && *getenv("SIMXEN_TEE"))
+        tee_fd = open(getenv("SIMXEN_TEE"),
+                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     simxen_log(s->lg, XTL_INFO, -1, "Saving domain %u, type x86 %s", dom,
                s->hvm ? "HVM" : "PV");
 
@@ -633,6 +664,9 @@ int xc_domain_save(xc_interface *xch, int io_fd, uint32_t dom, uint32_t flags,
                    "Couldn't disable qemu log-dirty mode");
     free(s->bitmap);
     free(s);
+    if (tee_fd >= 0)
+        close(tee_fd);
+    tee_fd = -1;
     errno = saved_errno;
     return rc;
 }

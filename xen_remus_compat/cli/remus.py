@@ -68,6 +68,7 @@ class Cfg(object):
         self.connect_timeout = 30.0
         self.write_timeout = None           # the engine's default
         self.sync = False
+        self.capture_limit = None           # the engine's default (1 GiB)
 
         parser = base.OptParser(prog=PROG)
         parser.usage = "%prog [options] domain [destination]"
@@ -110,9 +111,17 @@ class Cfg(object):
                                "checkpoint is not written within SECONDS of "
                                "the guest's suspension (default 5; 0: never)")
         parser.add_option("", "--sync", dest="sync", action="store_true",
-                          help="with -p: release each checkpoint's output once "
-                               "it is written, without waiting for "
-                               "remus-receiver's acknowledgement (as xl remus)")
+                          help="release each checkpoint's output once it is "
+                               "written, without waiting for remus-receiver's "
+                               "acknowledgement, and let libxc write each "
+                               "checkpoint to the link while the guest is "
+                               "paused (as xl remus)")
+        parser.add_option("", "--capture-limit", dest="capture_limit", type="int",
+                          metavar="MIB",
+                          help="hold at most MIB MiB of one checkpoint in "
+                               "memory while the guest is paused (default "
+                               "1024); the rest of a larger one goes straight "
+                               "to the link")
         parser.add_option("", "--tls-ca", dest="tls_ca", metavar="FILE",
                           help="with -p: TLS, the receiver's certificate "
                                "checked against this CA (and its name)")
@@ -159,6 +168,10 @@ class Cfg(object):
                 raise CfgException("--write-timeout must be 0..3600 seconds")
             self.write_timeout = opts.write_timeout
         self.sync = bool(opts.sync)
+        if opts.capture_limit is not None:
+            if not 1 <= opts.capture_limit <= 1 << 20:
+                raise CfgException("--capture-limit must be 1..1048576 MiB")
+            self.capture_limit = opts.capture_limit << 20
         self.tls = (opts.tls_ca, opts.tls_cert, opts.tls_key)
         if any(self.tls) and not opts.port:
             raise CfgException("--tls-ca, --tls-cert and --tls-key need -p PORT")
@@ -320,6 +333,9 @@ def run(cfg: Cfg) -> int:
         saver = save.Saver(cfg.domid, sink, postsuspend, preresume, commit,
                            interval, cfg.flags)
         saver.write_timeout = getattr(cfg, "write_timeout", None)
+        # --sync: libxc writes to the link with the guest paused, as xl
+        saver.capture = False if cfg.sync else None
+        saver.capture_limit = getattr(cfg, "capture_limit", None)
         try:
             saver.start()
         except save.CheckpointError as e:

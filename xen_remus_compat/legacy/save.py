@@ -196,6 +196,12 @@ class Saver(object):
         #: not in the legacy API: the stream's write deadline in seconds
         #: (None: the engine's default; 0: none), see ``remus --write-timeout``
         self.write_timeout = None
+        #: not in the legacy API: local capture during the pause (None: the
+        #: engine's default, on unless the stream is a blackhole; False: libxc
+        #: writes to the link with the guest paused, ``remus --sync``) and
+        #: its bound in bytes (None: 1 GiB), see ``remus --capture-limit``
+        self.capture = None
+        self.capture_limit = None
 
     def start(self):
         """Checkpoint until a callback stops it (legacy-api.md section 2)."""
@@ -218,8 +224,10 @@ class Saver(object):
                 int(self.vm.domid), self.fd, config=config, mode=mode,
                 postsuspend=self.suspendcb, preresume=self.resumecb,
                 commit=self.checkpointcb, interval=self.interval, flags=self.flags,
-                on_start=attach, **({} if self.write_timeout is None
-                                    else {"write_timeout": self.write_timeout}))
+                on_start=attach, capture=self.capture,
+                capture_limit=self.capture_limit,
+                **({} if self.write_timeout is None
+                   else {"write_timeout": self.write_timeout}))
         except (errors.CheckpointFailed, errors.DeviceModelError) as e:
             # an HVM guest's device model failing (QMP) is a checkpoint
             # failure, as libcheckpoint's "error reading QEMU state" was

@@ -30,6 +30,14 @@ guest has been resumed; a failure of the trampoline or of the stream is
 :class:`errors.CheckpointFailed`.  Statistics (pause time, our Python time
 per checkpoint) are kept in :class:`Stats`.
 
+Local capture during the pause (``capture``, docs/decisions.md): the
+trampoline hands libxc a socket pair whose other end a C thread drains;
+from each suspension on, libxc's bytes go into memory, and the epoch is
+sent once the guest runs again, before the checkpoint callback writes
+anything, so the pause no longer includes the link and the bytes on the
+stream are libxc's, in libxc's order.  On by default, off with
+``remus --sync`` (libxc writes to the link, as xl does) and for blackhole.
+
 Two guards while the trampoline runs (docs/decisions.md, "Hardening the
 primary"):
 
@@ -67,6 +75,8 @@ class Stats:
     python_time: List[float] = field(default_factory=list)  # seconds of our Python per epoch
     #: acknowledged mode: seconds from CHECKPOINT_END written to its ack read
     ack_latency: List[float] = field(default_factory=list)
+    #: the trampoline's capture_stats after the run (None: no capture)
+    capture: Optional[dict] = None
     _epoch_python: float = 0.0
     _resumed_at: float = 0.0
 
@@ -84,6 +94,10 @@ STATS_ENV = "XEN_REMUS_COMPAT_STATS_FILE"
 
 #: the default write deadline of :func:`protect`, seconds
 DEFAULT_WRITE_TIMEOUT = 5.0
+
+#: the default bound of one captured epoch in memory, bytes (the
+#: trampoline's own default; ``remus --capture-limit``)
+DEFAULT_CAPTURE_LIMIT = 1 << 30
 
 
 class _DefaultAction(BaseException):
@@ -255,6 +269,7 @@ class Loop:
                  interval: int = 0, flags: int = 0,
                  write_timeout: Optional[float] = None,
                  backchannel: Any = None,
+                 capture: bool = False, capture_limit: Optional[int] = None,
                  clock: Callable[[], float] = time.perf_counter,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.domid = domid
@@ -272,6 +287,9 @@ class Loop:
         #: a backchannel.PrimaryEnd: commit hooks wait for each ack (None:
         #: release after write, as xl does)
         self.back = backchannel
+        #: libxc writes each epoch into memory, sent once the guest runs
+        self.capture = capture
+        self.capture_limit = capture_limit
         self.signals = DeferredSignals()
         self.stats = Stats()
         path = os.environ.get(STATS_ENV)
@@ -365,6 +383,11 @@ class Loop:
             sw.write_all(self.fd, sw.preamble(self.config, blackhole=self.blackhole))
             if self.write_timeout and hasattr(cp, "write_timeout"):
                 cp.write_timeout = max(1, int(self.write_timeout * 1000))
+            captured = self.capture and hasattr(cp, "capture")
+            if captured:
+                cp.capture = True
+                if self.capture_limit:
+                    cp.capture_limit = int(self.capture_limit)
             if self.back is not None:
                 self.back.start()       # heartbeats, while the stream is ours
             try:
@@ -376,6 +399,8 @@ class Loop:
             finally:
                 if self.back is not None:
                     self.back.stop()
+                if captured:
+                    self.stats.capture = dict(cp.capture_stats)
         finally:
             # nothing may interrupt the resume: hold SIGINT/SIGTERM until the
             # guest runs again (they are delivered right after)
@@ -438,7 +463,8 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
             interval: int = 0, flags: int = 0,
             on_start: Optional[Callable[[Loop], None]] = None,
             write_timeout: Optional[float] = DEFAULT_WRITE_TIMEOUT,
-            acks: Optional[bool] = None) -> Stats:
+            acks: Optional[bool] = None, capture: Optional[bool] = None,
+            capture_limit: Optional[int] = None) -> Stats:
     """Protect ``domid`` until a hook stops it, a signal arrives or the stream fails.
 
     ``fd`` is an int, a file-like object or a transport; ``mode`` is
@@ -461,7 +487,13 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
     False never waits (``remus --sync``).  A checkpoint whose ack does not
     come (the connection closed, an error from the receiver, or neither an
     ack nor a heartbeat for ``write_timeout``) is never committed:
-    :class:`errors.CheckpointFailed`."""
+    :class:`errors.CheckpointFailed`.
+
+    ``capture``: None (default) captures each epoch in memory while the
+    guest is paused unless ``acks`` is False (``--sync``) or the stream is a
+    blackhole; True/False force it.  ``capture_limit`` (bytes, None: the
+    trampoline's 1 GiB) bounds one epoch in memory; a larger epoch is
+    written through for its rest (said once), never dropped."""
     if mode is None:
         mode = stream_mode(fd)
     raw = _fileno(fd)
@@ -477,7 +509,9 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
     loop = Loop(int(domid), raw, config=None if mode == "blackhole" else config,
                 blackhole=(mode == "blackhole"), postsuspend=postsuspend,
                 preresume=preresume, commit=commit, interval=interval, flags=flags,
-                write_timeout=write_timeout, backchannel=back)
+                write_timeout=write_timeout, backchannel=back,
+                capture=(acks is not False and mode != "blackhole") if capture is None
+                else bool(capture), capture_limit=capture_limit)
     if on_start is not None:
         on_start(loop)
     ckpt = checkpointer_module()

@@ -163,12 +163,16 @@ class SshTransport(Transport):
     def __init__(self, dest: str, ssh_command: Optional[str] = None,
                  receiver_argv: Sequence[str] = RECEIVER_ARGV) -> None:
         self.dest = dest
+        self.direct = False
         if ssh_command is None:
             ssh_command = "ssh"
         if ssh_command == "":
             # as xl remus -s "": the destination is the whole command, run by
             # the shell (so "exec xl migrate-receive -r -e" works unchanged)
             self.argv: List[str] = ["/bin/sh", "-c", dest]
+            #: the command is the receiver itself, run here: stopping it
+            #: before the end of the stream keeps it from failing over
+            self.direct = True
             shown = [dest]
         else:
             cmd = shlex.split(ssh_command)
@@ -249,14 +253,16 @@ class SshTransport(Transport):
 
     def close(self) -> None:
         """Protection stopped with the primary's guest alive (a signal, a
-        callback, an error): stop the receiver *before* it sees the end of
-        the stream, which xl migrate-receive -r takes for the primary's
-        failure and answers by starting its copy (a second running guest);
-        Ctrl-C does the same to xl remus's receiver.  See release_receiver
-        for the primary's failure."""
+        callback, an error).  A receiver run here (``-s ""``) is stopped
+        *before* it sees the end of the stream, which xl migrate-receive -r
+        takes for the primary's failure and answers by starting its copy (a
+        second running guest); Ctrl-C does the same to xl remus's receiver.
+        Through ssh the remote receiver sees the end of the connection
+        whatever we do: it is closed cleanly.  See release_receiver for the
+        primary's failure."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
+        if self.direct and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
                 os.killpg(self.proc.pid, signal.SIGCONT)

@@ -18,6 +18,7 @@ bench: deps venv native
 	$(VPY) bench/checkpoint.py
 	$(VPY) bench/netbuf.py
 	$(VPY) bench/ackcommit.py
+	$(VPY) bench/suspend_paths.py
 
 # The packages, from the work tree into build/pkg (docs/decisions.md,
 # "Packaging"): a wheel, and the Debian package with its lintian report.

@@ -88,12 +88,21 @@ OUR_REMUS_NONET = Protector("remus --no-net",
 #: the legacy script, with remus-receiver (only on 127.0.0.1: it refuses to
 #: listen on every address without an allow-list or TLS) in front of
 #: ``xl migrate-receive -r -e``
+RECEIVER_FIRST = (f"run_bg $label-receiver {shlex.quote(str(VENV_BIN / 'remus-receiver'))} "
+                  f"--listen 127.0.0.1 --port {RELOCATION_PORT} --once -e "
+                  f"--ready-file $SCEN/$label.ready\n"
+                  "within 60 test -s $SCEN/$label.ready "
+                  "|| echo \"$label: remus-receiver not ready\"\n")
 LEGACY_REMUS = Protector(
     "protect.py (run-legacy) -> remus-receiver", legacy_argv, r"PROF: flushed memory at",
-    before=(f"run_bg $label-receiver {shlex.quote(str(VENV_BIN / 'remus-receiver'))} "
-            f"--listen 127.0.0.1 --port {RELOCATION_PORT} --once -e "
-            f"--ready-file $SCEN/$label.ready\n"
-            "within 60 test -s $SCEN/$label.ready || echo \"$label: remus-receiver not ready\"\n"))
+    before=RECEIVER_FIRST)
+#: our remus to remus-receiver (-p): acknowledged output commit, the default
+#: there (each epoch's output released after the backup's ack)
+OUR_REMUS_ACKED = Protector(
+    "remus -p -> remus-receiver",
+    lambda name, ms=INTERVAL_MS: [str(VENV_BIN / "remus"), "-i", str(ms), "-p",
+                                  str(RELOCATION_PORT), name, "127.0.0.1"],
+    r"PROF: flushed memory at", before=RECEIVER_FIRST)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,13 +375,15 @@ def hvm_chain(artifacts: xenvm.Artifacts) -> xenvm.Scenario:
 #: remus, both without network buffering and with no vif yet (the side by
 #: side: rate, pause, failover), each ended by xl destroy; then the vif is
 #: attached and our remus --no-net is ended by SIGTERM (its datagrams go out
-#: unbuffered: the contrast); last our remus buffers the vif (output commit)
-#: and is ended by xl destroy
+#: unbuffered: the contrast); then our remus buffers the vif (output commit,
+#: released after the write to stock xl) and is ended by xl destroy; last the
+#: same to remus-receiver (released after its acknowledgement)
 STOCK_PHASES = (Phase("xl", XL_REMUS, failover_seconds=100),
                 Phase("ours", OUR_REMUS_NONET),
                 Phase("sigterm", OUR_REMUS_NONET, end="sigterm", protect_seconds=5,
                       attach=True),
-                Phase("netbuf", OUR_REMUS, stats=True, protect_seconds=12))
+                Phase("netbuf", OUR_REMUS, stats=True, protect_seconds=12),
+                Phase("acked", OUR_REMUS_ACKED, stats=True, protect_seconds=12))
 #: the PV guest's phases on the shadow-paging build
 SHADOW_PHASES = (Phase("ours", OUR_REMUS_NONET), Phase("legacy", LEGACY_REMUS))
 

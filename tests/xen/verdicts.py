@@ -428,14 +428,16 @@ def datagrams(result: xenvm.ScenarioResult) -> List[Tuple[float, int]]:
     return out
 
 
-def stats_ends(result: xenvm.ScenarioResult, label: str) -> List[float]:
+def stats_ends(result: xenvm.ScenarioResult, label: str, column: int = 4) -> List[float]:
     """Column 4 of our remus's stats file: CLOCK_MONOTONIC right after each
-    checkpoint's CHECKPOINT_END was written (before any output is released)."""
+    checkpoint's CHECKPOINT_END was written (before any output is released);
+    column 5: when remus-receiver's acknowledgement of it was read (``-``
+    without one: skipped)."""
     out = []
     for line in result.text(f"{label}.stats").splitlines():
         parts = line.split()
-        if len(parts) >= 4:
-            out.append(float(parts[3]))
+        if len(parts) >= column and parts[column - 1] != "-":
+            out.append(float(parts[column - 1]))
     return out
 
 
@@ -472,7 +474,8 @@ RELEASE_MS = 50.0
 
 def output_commit(result: xenvm.ScenarioResult, label: str, *, until: Optional[str] = None,
                   release_ms: float = RELEASE_MS, grace_ms: float = 20.0,
-                  min_checked: int = 5, min_after: int = 2) -> OutputCommit:
+                  min_checked: int = 5, min_after: int = 2,
+                  acked: bool = False) -> OutputCommit:
     """Phase ``label`` (our remus, network buffered, with a stats file):
 
     - every datagram the peer received from the first checkpoint's suspension
@@ -485,13 +488,26 @@ def output_commit(result: xenvm.ScenarioResult, label: str, *, until: Optional[s
       start), counting on from the primary's last one (at most one lost at the
       boundary: output of the last epoch dies with the primary), none a
       beat already heard (a repeat would be output the backup never had).
+
+    ``acked``: the backup is remus-receiver, and "on the backup" means its
+    acknowledgement was read (stats column 5), not the end written.
     """
     ev = events(result)
-    ends = stats_ends(result, label)
+    ends = stats_ends(result, label, 5 if acked else 4)
     grams = datagrams(result)
     reasons = []
     lines = stamped(result, f"{label}.log")
     first_suspend = next((ln.own_time() for ln in lines if "PROF: suspending at" in ln.text), None)
+    # The PROF line is printed when the suspend is *requested*; through
+    # xenstore the guest runs (and sends) for up to a few hundred ms more,
+    # before the plug goes in at the actual suspension: take that from the
+    # hypervisor's view when there is one.
+    primary = int_fact(result, f"{label}-primary-domid")
+    start = ev.get(f"{label}-start", (None, None))[1]
+    if first_suspend is not None and primary is not None and start is not None:
+        seen = domwatch(result).first(primary, "S", start)
+        if seen is not None and seen >= first_suspend:
+            first_suspend = seen
     destroy = ev.get(f"{label}-destroy", (None, None))[1]
     stop = ev.get(until, (None, None))[1] if until else None
     if first_suspend is None or destroy is None or not ends:

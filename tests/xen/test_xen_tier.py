@@ -340,8 +340,10 @@ def test_hvm_side_by_side_with_stock_xl():
     xl_verdict = sbs.xl.verdict
     _summary("hvm-side-by-side", "side by side, same HVM guest, same VM (ours / stock xl):\n"
              + sbs.table() + f"\nstock xl's HVM failover: {xl_verdict}")
+    # an HVM checkpoint takes about a second under TCG (device model and
+    # all): 9 to 16 pauses in the ~11 s of protection have been seen
     for r in (sbs.xl, sbs.ours):
-        assert len(r.pauses_ms) >= 10, f"{r.label}: {len(r.pauses_ms)} pauses seen\n" + r.summary()
+        assert len(r.pauses_ms) >= 5, f"{r.label}: {len(r.pauses_ms)} pauses seen\n" + r.summary()
 
 
 # -- the harness itself, without a VM ------------------------------------------------

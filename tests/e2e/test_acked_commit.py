@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.simreceiver import start_sim_receiver
 from tests.support.simwait import checkpoints_taken, wait_for
 from xen_remus_compat.remus import backchannel as bc
-from xen_remus_compat.remus.receiver import ReceiverService
 from xen_remus_compat.sim import simxen
 from xen_remus_compat.stream.xl import BANNER
 
@@ -115,12 +115,7 @@ def stop(p, wait=60):
 
 def test_no_release_before_the_ack_of_its_checkpoint(tmp_path):
     need_sim()
-    svc = ReceiverService(listen="127.0.0.1", port=0, sim=True)
-    port = svc.bind()
-    sessions = []
-    backup = threading.Thread(target=lambda: sessions.extend(svc.serve(once=True)),
-                              daemon=True)
-    backup.start()
+    port, sessions, backup = start_sim_receiver()
     p, state, events, stats = start_primary(tmp_path, port)
     try:
         assert wait_for(lambda: checkpoints_taken(state) >= 25, 60), p.stderr.read()
@@ -277,12 +272,7 @@ def test_a_backup_killed_before_its_ack_never_sees_that_epoch_released(tmp_path)
 
 def test_sync_releases_after_the_write_and_says_so(tmp_path):
     need_sim()
-    svc = ReceiverService(listen="127.0.0.1", port=0, sim=True)
-    port = svc.bind()
-    sessions = []
-    backup = threading.Thread(target=lambda: sessions.extend(svc.serve(once=True)),
-                              daemon=True)
-    backup.start()
+    port, sessions, backup = start_sim_receiver()
     p, state, events, stats = start_primary(tmp_path, port, "--sync")
     try:
         assert wait_for(lambda: checkpoints_taken(state) >= 5, 60), p.stderr.read()

@@ -38,9 +38,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.simreceiver import start_sim_receiver
 from tests.support.simwait import checkpoints_taken, wait_for
 from xen_remus_compat.remus import backchannel as bc
-from xen_remus_compat.remus.receiver import ReceiverService
 from xen_remus_compat.sim import simxen
 from xen_remus_compat.sim.simxen import SimDomain
 from xen_remus_compat.stream import verify
@@ -371,12 +371,7 @@ def test_heartbeats_in_the_stream_stay_after_checkpoint_end(tmp_path):
     """A 1.2 s interval: the primary's heartbeats (every second, the
     receiver's default) go into the stream while it waits out the interval,
     after the captured epoch and its CHECKPOINT_END."""
-    svc = ReceiverService(listen="127.0.0.1", port=0, sim=True)
-    port = svc.bind()
-    sessions = []
-    backup = threading.Thread(target=lambda: sessions.extend(svc.serve(once=True)),
-                              daemon=True)
-    backup.start()
+    port, sessions, backup = start_sim_receiver()
     relay = Recorder(port)
     state = tmp_path / "sim"
     env = {k: v for k, v in os.environ.items() if not k.startswith("XEN_REMUS_COMPAT_")}

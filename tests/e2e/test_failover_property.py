@@ -30,9 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT
+from tests.support.simreceiver import start_sim_receiver
 from xen_remus_compat.sim import demo, simxen
 from xen_remus_compat import errors
-from xen_remus_compat.remus.receiver import ReceiverService
 
 PY = sys.executable
 
@@ -117,12 +117,7 @@ def protect_and_kill(tmp: Path, dom: simxen.SimDomain, interval: int, delay: flo
     the link stalls first and the kill waits (at most ``stall`` s) for the
     primary to block mid-epoch.  ``extra``: more options for remus.  Returns
     (session, simxen state, blocked)."""
-    svc = ReceiverService(listen="127.0.0.1", port=0, sim=True)
-    port = svc.bind()
-    sessions = []
-    backup = threading.Thread(target=lambda: sessions.extend(svc.serve(once=True)),
-                              daemon=True)
-    backup.start()
+    port, sessions, backup = start_sim_receiver()
     link = Link(port)
     state = tmp / "sim"
     env = simxen.environment(state, dom)

@@ -95,10 +95,6 @@ STATS_ENV = "XEN_REMUS_COMPAT_STATS_FILE"
 #: the default write deadline of :func:`protect`, seconds
 DEFAULT_WRITE_TIMEOUT = 5.0
 
-#: the default bound of one captured epoch in memory, bytes (the
-#: trampoline's own default; ``remus --capture-limit``)
-DEFAULT_CAPTURE_LIMIT = 1 << 30
-
 
 class _DefaultAction(BaseException):
     """A deferred signal whose disposition is the default one (die): stop

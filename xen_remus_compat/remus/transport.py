@@ -242,14 +242,30 @@ class SshTransport(Transport):
             return
         logger.info("the receiver %s (process %d) is left to finish the failover",
                     self.description, self.proc.pid)
+        self._close_ends()
+        self.proc = None
+        self.wfd, self.rfd = -1, None
+
+    def _close_ends(self) -> None:
+        """Our end of the receiver's standard input and output."""
+        assert self.proc is not None
         for f in (self.stdin, self.proc.stdout):
             try:
                 f.close()
             except OSError:
                 pass
         self.stdin = None
-        self.proc = None
-        self.wfd, self.rfd = -1, None
+
+    def _stop_group(self) -> bool:
+        """SIGTERM to the receiver's process group (SIGCONT: a stopped one
+        too); False when it is already gone."""
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            return False
+        return True
 
     def close(self) -> None:
         """Protection stopped with the primary's guest alive (a signal, a
@@ -262,28 +278,16 @@ class SshTransport(Transport):
         primary's failure."""
         if self.proc is None:
             return
-        if self.direct and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                os.killpg(self.proc.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-            else:
-                logger.warning("stopped the receiver %s; the backup's paused copy of the "
-                               "guest, if it made one, stays there until destroyed "
-                               "(xl destroy NAME--incoming on the backup host)",
-                               self.description)
-        for f in (self.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
-        self.stdin = None
+        if self.direct and self.proc.poll() is None and self._stop_group():
+            logger.warning("stopped the receiver %s; the backup's paused copy of the "
+                           "guest, if it made one, stays there until destroyed "
+                           "(xl destroy NAME--incoming on the backup host)",
+                           self.description)
+        self._close_ends()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            os.killpg(self.proc.pid, signal.SIGCONT)    # a stopped one too
+            self._stop_group()
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

@@ -41,6 +41,18 @@ void cap_init(struct cp_capture *c)
     c->real_fd = c->libxc_fd = c->drain_fd = c->wake_fd = -1;
 }
 
+int cp_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(thread, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n) {
@@ -221,7 +233,6 @@ static void bigger_buffers(int fd)
 int cap_start(struct cp_capture *c, int real_fd, int *eagain_flag)
 {
     int sv[2], rc, flags;
-    sigset_t all, old;
 
     c->real_fd = real_fd;
     c->eagain_flag = eagain_flag;
@@ -250,11 +261,7 @@ int cap_start(struct cp_capture *c, int real_fd, int *eagain_flag)
     }
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    /* signals keep going to Python's threads */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&c->thread, NULL, drain_main, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rc = cp_thread_start(&c->thread, drain_main, c);
     if (rc) {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);

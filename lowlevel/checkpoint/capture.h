@@ -22,6 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Start a helper thread with every signal blocked, so that signals keep
+ * going to Python's threads; the caller's own mask is restored at once.
+ * Returns pthread_create's result. */
+int cp_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
+
 /* the default bound of one epoch's buffer (1 GiB) */
 #define CAP_DEFAULT_LIMIT ((size_t)1 << 30)
 

@@ -550,7 +550,6 @@ static int start_timer(struct cp_state *cp)
         .it_interval = { cp->interval_ms / 1000,
                          (long)(cp->interval_ms % 1000) * 1000000 },
     };
-    sigset_t all, old;
     int rc;
 
     its.it_value = its.it_interval;
@@ -565,12 +564,7 @@ static int start_timer(struct cp_state *cp)
     sem_init(&cp->resumed_sem, 0, 0);
     cp->timer_done = 0;
     cp->timer_rc = 0;
-    /* The thread inherits a full mask, so signals keep going to Python's
-     * threads; the caller's own mask is restored at once. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&cp->timer_thread, NULL, timer_main, cp);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rc = cp_thread_start(&cp->timer_thread, timer_main, cp);
     if (rc) {
         sem_destroy(&cp->suspended_sem);
         sem_destroy(&cp->resumed_sem);
@@ -693,7 +687,6 @@ static int start_watchdog(struct cp_state *cp, int fd)
                           (long)(cp->write_timeout_ms % 1000) * 1000 };
     socklen_t len = sizeof(cp->wd_old_sndtimeo);
     struct stat st;
-    sigset_t all, old;
     int rc;
 
     cp->wd_epoch_start = 0;
@@ -713,10 +706,7 @@ static int start_watchdog(struct cp_state *cp, int fd)
         set_error(cp, errno, "could not create the write watchdog");
         return -1;
     }
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&cp->wd_thread, NULL, watchdog_main, cp);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rc = cp_thread_start(&cp->wd_thread, watchdog_main, cp);
     if (rc) {
         close(cp->wd_stopfd);
         cp->wd_stopfd = -1;

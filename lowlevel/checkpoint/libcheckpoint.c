@@ -9,6 +9,11 @@
  *    not picked up is withdrawn on timeout;
  *  - timer mode uses a timerfd on a dedicated thread that blocks all
  *    signals itself, instead of SIGRTMIN blocked in the importing thread;
+ *    and that thread suspends the guest only once the save loop is ready
+ *    for the next epoch: a checkpoint still being sent or acknowledged
+ *    (or a slow callback) delays the next one with the guest running,
+ *    where the legacy timer suspended it regardless, out of sight of
+ *    every pause measurement;
  *  - every exit path resumes a guest that is still suspended;
  *  - the error text is never NULL nor stale: the first error of an
  *    operation is kept, with its errno;
@@ -536,6 +541,13 @@ static void *timer_main(void *arg)
             break;
         if (read(cp->timerfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
             break;
+        /* Not before the save loop wants the next epoch: while the last
+         * one is still being sent or waits for its ack, the guest runs
+         * (the interval is a minimum; ticks missed meanwhile coalesce). */
+        while (sem_wait(&cp->ready_sem) && errno == EINTR)
+            ;
+        if (cp->timer_done)
+            break;
         cp->timer_rc = cp_suspend(cp);
         if (cp->timer_rc)
             fprintf(stderr, "checkpoint_suspend failed\n");
@@ -562,12 +574,14 @@ static int start_timer(struct cp_state *cp)
     }
     sem_init(&cp->suspended_sem, 0, 0);
     sem_init(&cp->resumed_sem, 0, 0);
+    sem_init(&cp->ready_sem, 0, 0);
     cp->timer_done = 0;
     cp->timer_rc = 0;
     rc = cp_thread_start(&cp->timer_thread, timer_main, cp);
     if (rc) {
         sem_destroy(&cp->suspended_sem);
         sem_destroy(&cp->resumed_sem);
+        sem_destroy(&cp->ready_sem);
         set_error(cp, rc, "could not start the suspend thread");
         goto fail;
     }
@@ -592,23 +606,27 @@ static void stop_timer(struct cp_state *cp)
     if (write(cp->stopfd, &one, sizeof(one)) < 0)
         fprintf(stderr, "could not signal the suspend thread\n");
     sem_post(&cp->resumed_sem);
+    sem_post(&cp->ready_sem);
     pthread_join(cp->timer_thread, NULL);
     sem_destroy(&cp->suspended_sem);
     sem_destroy(&cp->resumed_sem);
+    sem_destroy(&cp->ready_sem);
     close(cp->timerfd);
     close(cp->stopfd);
     cp->timerfd = cp->stopfd = -1;
     cp->timer_armed = 0;
 }
 
-/* The suspend trampoline in timer mode, after the first epoch: the thread
- * suspends; we wait for it, boundedly. */
+/* The suspend trampoline in timer mode, after the first epoch: let the
+ * thread suspend at its next tick (or now, if it has passed); we wait for
+ * it, boundedly. */
 static int wait_for_timer(struct cp_state *cp)
 {
     struct timespec ts;
     int64_t deadline = now_ms() + cp->interval_ms +
         cp->suspend_timeout_ms + 1000;
 
+    sem_post(&cp->ready_sem);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     for (;;) {
         int64_t ms = remaining_ms(deadline);

@@ -81,12 +81,13 @@ struct cp_state {
     pthread_mutex_t lock;               /* suspend/resume, from 2 threads */
     int suspended;                      /* by us, and not yet resumed */
 
-    /* timer mode (interval > 0): a thread suspends every interval ms */
+    /* timer mode (interval > 0): a thread suspends every interval ms, but
+     * only once the save thread asks for the next epoch (ready_sem) */
     unsigned int interval_ms;
     int timer_armed;
     pthread_t timer_thread;
     int timerfd, stopfd;
-    sem_t suspended_sem, resumed_sem;
+    sem_t suspended_sem, resumed_sem, ready_sem;
     volatile int timer_done;
     int timer_rc;
 

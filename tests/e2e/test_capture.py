@@ -99,7 +99,7 @@ if A.get("write_timeout"):
     cp.write_timeout = A["write_timeout"]
 error = None
 try:
-    cp.start(a, None, None, ckpt, 0, 0)
+    cp.start(a, None, None, ckpt, A.get("interval", 0), 0)
 except C.error as e:
     error = {"msg": str(e), "errno": e.errno}
 cp.close()
@@ -241,6 +241,31 @@ def test_a_slow_link_does_not_lengthen_the_pause(tmp_path):
     d = epochs(direct)
     # without capture the pause is the transmission
     assert sorted(p for p, _ in d)[1] > 4 * sorted(p for p, _ in e)[1], (d, e)
+
+
+def test_in_timer_mode_the_next_checkpoint_waits_with_the_guest_running(tmp_path):
+    """A 20 ms interval, 2 MB epochs over a 10 MB/s link: each epoch takes
+    0.2 s to send, ten intervals.  The timer's next suspension waits for
+    the save loop (the epoch sent, its callback done): the guest runs
+    meanwhile and every suspension is a short capture.  (The timer thread
+    used to suspend the guest one interval after the resume, while the
+    epoch was still on its way: a pause as long as the link, that no pause
+    column saw.)"""
+    r = run(tmp_path, capture=True, pages=512, count=4, rate=10e6, interval=20)
+    assert r.error is None and r.res["checkpoints"] == 4, r.stderr
+    spans = r.state.suspended_intervals()
+    assert len(spans) >= 4, spans
+    sends = [r.arrival(m) - spans[n][1] for n, m in enumerate(r.markers)]
+    # each epoch's transmission, with the guest running, is a good part of
+    # the cycle (the link's 0.2 s)
+    assert sorted(sends)[1] > 0.1, sends
+    pauses = [b - a for a, b in spans]
+    # no suspension lasts a transmission (they are a memory copy: a few ms)
+    assert max(pauses) < 0.5 * sorted(sends)[1], (pauses, sends)
+    # and the next suspension came once the epoch had gone out (the reader
+    # sees its end up to the two 32 kB socket buffers, ~7 ms, later)
+    for n in range(1, len(r.markers)):
+        assert spans[n][0] >= r.arrival(r.markers[n - 1]) - 0.03, (n, spans, sends)
 
 
 def test_a_link_failing_mid_transmission_is_the_usual_write_error(tmp_path):

@@ -9,12 +9,14 @@ then the link has no added delay).  The backup is ``remus-receiver --sim``;
 the primary ``remus --sim -i 100 -p PORT`` protecting a simulated guest of
 N pages (1,000 and 10,000) that dirties every one of its pages in each epoch
 (sequential pattern, 100 N pages per ms of run time), so each checkpoint
-moves N pages.  Each cell runs the default (acknowledged) mode and ``--sync`` in the
-same run, one after the other, and prints the guest's pause p50/p99 (the
-engine's stats file, column 3: suspend to resume; the first checkpoint, after
-the live pass, is left out), checkpoints per second, the ack latency
-(column 5 - column 4: CHECKPOINT_END written to its ack read) and the ratios
-default/sync.
+moves N pages.  Each cell runs ``--sync``, the default (acknowledged) mode
+and the default mode with ``--epochs-in-flight 2`` in the same run, one after
+the other, and prints the guest's pause p50/p99 (the engine's stats file,
+column 3: suspend to resume; the first checkpoint, after the live pass, is
+left out), the same as simxen saw it (its suspended intervals: a check that
+the guest is not held outside column 3's window), checkpoints per second,
+the ack latency (column 5 - column 4: CHECKPOINT_END written to its ack read)
+and the ratios to ``--sync``.
 
 The default mode also captures each epoch locally (item 1: libxc writes it
 into memory while the guest is suspended, the trampoline sends it once the
@@ -134,9 +136,16 @@ def start_backup(link: Link, tmp: Path) -> tuple:
     return proc, int(ready.read_text())
 
 
-def run_one(link: Link, port: int, pages: int, sync: bool, tmp: Path, checkpoints: int,
+#: the modes of each cell: name -> remus options
+MODES = (("sync", ["--sync"]), ("acked", []), ("inflight2", ["--epochs-in-flight", "2"]))
+LABELS = {"sync": "--sync", "acked": "default (acked)",
+          "inflight2": "default, --epochs-in-flight 2"}
+
+
+def run_one(link: Link, port: int, pages: int, mode: str, tmp: Path, checkpoints: int,
             seconds: float) -> dict:
-    run = tmp / f"{pages}-{'sync' if sync else 'acked'}-{time.monotonic_ns()}"
+    sync = mode == "sync"
+    run = tmp / f"{pages}-{mode}-{time.monotonic_ns()}"
     run.mkdir()
     stats = run / "stats"
     # every page dirtied within 10 us of run time: N pages each epoch, however
@@ -149,7 +158,7 @@ def run_one(link: Link, port: int, pages: int, sync: bool, tmp: Path, checkpoint
     base[STATS_ENV] = str(stats)
     env = simxen.environment(run / "sim", dom, base=base)
     argv = ["ip", "netns", "exec", link.a, str(BIN / "remus"), "--sim",
-            "-i", str(INTERVAL_MS)] + (["--sync"] if sync else []) + \
+            "-i", str(INTERVAL_MS)] + dict(MODES)[mode] + \
         ["-p", str(port), dom.name, BACKUP]
     err = open(run / "primary.err", "wb")
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
@@ -179,7 +188,12 @@ def run_one(link: Link, port: int, pages: int, sync: bool, tmp: Path, checkpoint
                              None if cols[4] == "-" else float(cols[4])))
     steady = rows[1:]                 # the first: the stop-and-copy after the live pass
     out = {"checkpoints": len(rows), "rc": proc.returncode}
-    sent = [c.pages_sent for c in simxen.read_state(run / "sim").checkpoints[1:len(rows)]]
+    state = simxen.read_state(run / "sim")
+    sent = [c.pages_sent for c in state.checkpoints[1:len(rows)]]
+    # the guest's own view: how long simxen had it suspended (a check on
+    # column 3, which starts when our suspend callback runs)
+    held = [(b - a) * 1e3 for a, b in state.suspended_intervals()[1:len(rows)]]
+    out["held_p50"] = percentile(held, 50) if held else None
     out["pages"] = statistics.median(sent) if sent else None
     if len(steady) < 2:
         out["error"] = ("too few checkpoints: "
@@ -233,9 +247,9 @@ def main(argv=None) -> int:
                         # (libxc's live pass sends the guest up to 6 times first)
                         epoch = pages * 4096 * 8 / rate
                         limit = min(40.0, max(args.seconds, 10 * epoch + 3))
-                        for sync in (True, False):
-                            cell["sync" if sync else "acked"] = run_one(
-                                link, port, pages, sync, tmp, args.checkpoints, limit)
+                        for mode, _ in MODES:
+                            cell[mode] = run_one(
+                                link, port, pages, mode, tmp, args.checkpoints, limit)
                         results.append((label, pages, cell))
                         print_cell(label, pages, cell, flush=True)
             finally:
@@ -250,21 +264,24 @@ def main(argv=None) -> int:
     print(f"link: veth between two namespaces, tbf both ways, {delay}; guest: N pages, "
           f"all dirtied each epoch; -i {INTERVAL_MS}; {time.monotonic() - started:.0f} s")
     print()
-    print("| link | pages/epoch | mode | pause p50 (ms) | pause p99 (ms) | checkpoints/s "
-          "| ack latency p50 / p99 (ms) | pause ratio default/sync | ckpt/s ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| link | pages/epoch | mode | pause p50 (ms) | pause p99 (ms) | suspended p50, "
+          "simxen (ms) | checkpoints/s | ack latency p50 / p99 (ms) | pause ratio "
+          "/ sync | ckpt/s ratio / sync |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, pages, cell in results:
-        s, a = cell["sync"], cell["acked"]
-        for mode, r in (("--sync", s), ("default (acked)", a)):
+        s = cell["sync"]
+        for mode, _ in MODES:
+            r = cell[mode]
             if "error" in r:
-                print(f"| {label} | {pages:,} | {mode} | {r['error'][:60]} | | | | | |")
+                print(f"| {label} | {pages:,} | {LABELS[mode]} | {r['error'][:60]} "
+                      "| | | | | | |")
                 continue
             ratio = rr = ""
-            if r is a and "error" not in s:
-                ratio = fmt(a["pause_p50"] / s["pause_p50"], ".3f")
-                rr = fmt(a["rate"] / s["rate"], ".2f")
-            print(f"| {label} | {pages:,} | {mode} | {fmt(r['pause_p50'])} | "
-                  f"{fmt(r['pause_p99'])} | {fmt(r['rate'])} | "
+            if r is not s and "error" not in s:
+                ratio = fmt(r["pause_p50"] / s["pause_p50"], ".3f")
+                rr = fmt(r["rate"] / s["rate"], ".2f")
+            print(f"| {label} | {pages:,} | {LABELS[mode]} | {fmt(r['pause_p50'])} | "
+                  f"{fmt(r['pause_p99'])} | {fmt(r['held_p50'])} | {fmt(r['rate'])} | "
                   f"{fmt(r['ack_p50'])} / {fmt(r['ack_p99'])} | {ratio} | {rr} |")
     print_goals(results)
     return 0
@@ -295,7 +312,7 @@ def print_goals(results) -> None:
 
 def print_cell(label, pages, cell, flush=False):
     parts = []
-    for mode in ("sync", "acked"):
+    for mode, _ in MODES:
         r = cell[mode]
         if "error" in r:
             parts.append(f"{mode}: {r['error'][:120]}")

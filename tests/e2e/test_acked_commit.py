@@ -11,6 +11,10 @@ of the receiver's record of when it applied each checkpoint.
   two passes the stream and every frame but K's ack, then kills the
   backup): K's output is never released, the held output is dropped
   (abandon), exit 1 with one line;
+* ``--epochs-in-flight 2``: the guest goes on while one checkpoint awaits
+  its ack; commits stay one per checkpoint, in order, each after its own
+  ack, and never more than two checkpoints are unsettled (the same cut of
+  an ack: nothing of that epoch or later released);
 * ``--sync`` keeps today's behaviour (release after the write, no ack) and
   says so in one line.
 
@@ -45,6 +49,8 @@ log = open(sys.argv[1], "a", buffering=1)
 
 
 class RecordingNIC(device.CheckpointedDevice):
+    in_flight_limit = None          # it records, it holds nothing
+
     def __init__(self, vif):
         log.write("install %.6f\\n" % time.monotonic())
 
@@ -289,3 +295,73 @@ def test_sync_releases_after_the_write_and_says_so(tmp_path):
     assert len(releases) == len(rows)
     assert all(rel > written for rel, (_, written, _) in zip(releases, rows))
     assert sessions[-1].summary["acks"] is None      # the legacy greeting: no back channel
+
+
+def test_two_epochs_in_flight_commit_in_order_after_their_acks(tmp_path):
+    need_sim()
+    port, sessions, backup = start_sim_receiver()
+    p, state, events, stats = start_primary(tmp_path, port, "--epochs-in-flight", "2")
+    try:
+        assert wait_for(lambda: checkpoints_taken(state) >= 25, 60), p.stderr.read()
+    finally:
+        out, err = stop(p)
+    backup.join(30)
+    assert p.returncode == 0, (out, err)
+    assert "Traceback" not in err
+    rows = read_stats(stats)
+    assert len(rows) >= 20 and [n for n, _, _ in rows] == list(range(1, len(rows) + 1))
+    releases = [t for w, t in read_events(events) if w == "release"]
+    # a clean stop settles the last checkpoints too: one commit each, in order
+    assert len(releases) == len(rows), (len(releases), len(rows))
+    assert all(acked is not None for _, _, acked in rows), rows[-3:]
+    assert all(rel > acked for rel, (_, _, acked) in zip(releases, rows))
+    written = [w for _, w, _ in rows]
+    # never more than two unsettled: checkpoint k is committed before k+2 is written
+    assert all(releases[k] < written[k + 2] for k in range(len(rows) - 2))
+    # and the guest did go on: most commits come after the next checkpoint
+    # was written (with one in flight, none does)
+    ahead = sum(releases[k] > written[k + 1] for k in range(len(rows) - 1))
+    assert ahead >= (len(rows) - 1) // 2, (ahead, len(rows))
+
+
+def test_two_epochs_in_flight_a_cut_ack_releases_nothing_from_there(tmp_path):
+    need_sim()
+    ready = tmp_path / "port"
+    rcv = subprocess.Popen(
+        [PY, "-m", "xen_remus_compat.cli.receiver", "--sim", "--once", "--json",
+         "--listen", "127.0.0.1", "--port", "0", "--ready-file", str(ready)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert wait_for(lambda: ready.exists() and ready.read_text().strip(), 30)
+        cutter = AckCutter(int(ready.read_text()), CUT,
+                           lambda: os.killpg(rcv.pid, signal.SIGKILL))
+        p, state, events, stats = start_primary(tmp_path, cutter.port,
+                                                "--epochs-in-flight", "2")
+        try:
+            out, err = p.communicate(timeout=90)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.communicate()
+    finally:
+        if rcv.poll() is None:
+            os.killpg(rcv.pid, signal.SIGKILL)
+        rcv.communicate(timeout=30)
+    assert p.returncode == 1, (out, err)
+    lines = out.splitlines()
+    # the ack's wait or the next write sees the backup gone, as may be
+    assert len(lines) == 1 and "closed the connection" in lines[0], out
+    assert "Traceback" not in err
+    rows = read_stats(stats)
+    # CUT and at most one more were written (a line each, in flight or not);
+    # none of them acknowledged
+    assert [n for n, _, _ in rows] == list(range(1, len(rows) + 1))
+    assert CUT <= len(rows) <= CUT + 1, rows
+    assert all(a is not None for _, _, a in rows[:CUT - 1])
+    assert all(a is None for _, _, a in rows[CUT - 1:])
+    log = read_events(events)
+    words = [w for w, _ in log]
+    assert words.count("release") == CUT - 1 and words[-1] == "abandon", words[-6:]
+    releases = [t for w, t in log if w == "release"]
+    assert all(t < cutter.cut_at for t in releases)
+    assert simxen.read_state(state).final_state == "running"

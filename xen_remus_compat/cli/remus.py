@@ -69,6 +69,7 @@ class Cfg(object):
         self.write_timeout = None           # the engine's default
         self.sync = False
         self.capture_limit = None           # the engine's default (1 GiB)
+        self.in_flight = 1
 
         parser = base.OptParser(prog=PROG)
         parser.usage = "%prog [options] domain [destination]"
@@ -122,6 +123,12 @@ class Cfg(object):
                                "memory while the guest is paused (default "
                                "1024); the rest of a larger one goes straight "
                                "to the link")
+        parser.add_option("", "--epochs-in-flight", dest="in_flight", type="int",
+                          metavar="N",
+                          help="let up to N checkpoints await remus-receiver's "
+                               "acknowledgement while the guest goes on "
+                               "(default 1; more needs --no-net and --no-disk: "
+                               "the kernel's plug qdisc holds one epoch)")
         parser.add_option("", "--tls-ca", dest="tls_ca", metavar="FILE",
                           help="with -p: TLS, the receiver's certificate "
                                "checked against this CA (and its name)")
@@ -172,6 +179,11 @@ class Cfg(object):
             if not 1 <= opts.capture_limit <= 1 << 20:
                 raise CfgException("--capture-limit must be 1..1048576 MiB")
             self.capture_limit = opts.capture_limit << 20
+        if opts.in_flight is not None:
+            from ..remus.engine import MAX_IN_FLIGHT
+            if not 1 <= opts.in_flight <= MAX_IN_FLIGHT:
+                raise CfgException(f"--epochs-in-flight must be 1..{MAX_IN_FLIGHT}")
+            self.in_flight = opts.in_flight
         self.tls = (opts.tls_ca, opts.tls_cert, opts.tls_key)
         if any(self.tls) and not opts.port:
             raise CfgException("--tls-ca, --tls-cert and --tls-key need -p PORT")
@@ -276,7 +288,7 @@ def run(cfg: Cfg) -> int:
     faults = Faults(die=die)
 
     def postsuspend():
-        if not cfg.timer:
+        if not _timer_paced(cfg):
             closure["starttime"] = time.time()
         faults.fire("s")
         for buf in bufs:
@@ -296,7 +308,7 @@ def run(cfg: Cfg) -> int:
             buf.commit()
         faults.fire("c2")
         faults.poll()
-        if not cfg.timer:
+        if not _timer_paced(cfg):
             elapsed = (time.time() - closure["starttime"]) * 1000
             if elapsed < cfg.interval:
                 time.sleep((cfg.interval - elapsed) / 1000.0)
@@ -316,6 +328,8 @@ def run(cfg: Cfg) -> int:
             for v in dom.vifs:
                 bufs.append(device.BufferedNIC(v))
 
+        _check_in_flight(cfg, bufs)
+
         if cfg.nullremus:
             sink = save.NullSocket((cfg.host, cfg.port))
         elif cfg.port:
@@ -329,13 +343,18 @@ def run(cfg: Cfg) -> int:
             sink.connect(cfg.connect_timeout)
             _say_release_mode(sink, cfg)
 
-        interval = cfg.interval if cfg.timer else 0
+        # the interval is slept out in the commit hook, as the legacy remus
+        # did, unless --timer or commits are deferred (--epochs-in-flight:
+        # a checkpoint's callback may commit none, or two): then the
+        # trampoline's timer paces, suspending when the loop is ready
+        interval = cfg.interval if _timer_paced(cfg) else 0
         saver = save.Saver(cfg.domid, sink, postsuspend, preresume, commit,
                            interval, cfg.flags)
         saver.write_timeout = getattr(cfg, "write_timeout", None)
         # --sync: libxc writes to the link with the guest paused, as xl
         saver.capture = False if cfg.sync else None
         saver.capture_limit = getattr(cfg, "capture_limit", None)
+        saver.in_flight = getattr(cfg, "in_flight", 1)
         try:
             saver.start()
         except save.CheckpointError as e:
@@ -383,6 +402,31 @@ def run(cfg: Cfg) -> int:
         signal.signal(signal.SIGTERM,
                       signal.SIG_IGN if closure["signalled"] else old_term)
     return rc
+
+
+def _timer_paced(cfg: Cfg) -> bool:
+    return bool(cfg.timer) or getattr(cfg, "in_flight", 1) > 1
+
+
+def _check_in_flight(cfg: Cfg, bufs) -> None:
+    """``--epochs-in-flight N`` (N > 1) only where every device can hold
+    N epochs apart; said before anything is installed on the backup."""
+    n = getattr(cfg, "in_flight", 1)
+    if n <= 1:
+        return
+    for buf in bufs:
+        limit = getattr(buf, "in_flight_limit", 1)
+        if limit is not None and n > limit:
+            dev = getattr(getattr(buf, "vif", None), "dev", None)
+            what = f"vif {dev}" if dev else (
+                getattr(getattr(buf, "_impl", buf), "label", None) or type(buf).__name__)
+            raise errors.ConfigError(
+                f"--epochs-in-flight {n}: {what} cannot take part: "
+                f"{getattr(buf, 'in_flight_why', '') or 'it holds one epoch'} "
+                f"(use --no-net/--no-disk, or 1; see remus(1))")
+    if cfg.sync:
+        raise errors.ConfigError(f"--epochs-in-flight {n} needs acknowledgements: "
+                                 "--sync releases each checkpoint once written")
 
 
 def _domain_gone(exc: BaseException) -> bool:

@@ -57,6 +57,10 @@ def _open_fifo(path: str) -> int:
 class BlockRemusDisk:
     """One ``tap:remus:HOST:PORT|...`` disk on the primary."""
 
+    #: tapdisk's flush is answered at commit; one may be outstanding
+    in_flight_limit = 1
+    in_flight_why = "tapdisk's remus protocol has one flush outstanding at a time"
+
     def __init__(self, host: str, port, *, fifodir: str = FIFODIR,
                  timeout: float = 10.0, fail_fatal: Optional[bool] = None,
                  clock: Callable[[], float] = time.monotonic,

@@ -37,6 +37,10 @@ def _run(run, argv, resource):
 
 
 class DrbdDisk:
+    #: the ack is awaited in preresume: nothing is held past the epoch
+    in_flight_limit = None
+    in_flight_why = ""
+
     def __init__(self, resource: str, *, run: Callable = runner.run,
                  opener: Callable = os.open, ioctl: Callable = fcntl.ioctl) -> None:
         if not resource or resource.startswith("-") or not resource.isprintable():

@@ -127,6 +127,14 @@ class ReplicatedDisk(CheckpointedDevice):
             self.is_drbd = True
 
     @property
+    def in_flight_limit(self):
+        return getattr(self._impl, "in_flight_limit", 1)
+
+    @property
+    def in_flight_why(self):
+        return getattr(self._impl, "in_flight_why", "")
+
+    @property
     def ackwait(self):
         return bool(getattr(self._impl, "ackwait", False))
 
@@ -349,6 +357,9 @@ class Netbufpool(object):
 
 class BufferedNIC(CheckpointedDevice):
     """Buffer a protected domain's network output (IFB + plug)."""
+
+    in_flight_limit = netbuf.BufferedNIC.in_flight_limit
+    in_flight_why = netbuf.BufferedNIC.in_flight_why
 
     def __init__(self, vif):
         self.installed = False

@@ -202,6 +202,9 @@ class Saver(object):
         #: its bound in bytes (None: 1 GiB), see ``remus --capture-limit``
         self.capture = None
         self.capture_limit = None
+        #: not in the legacy API: checkpoints sent and not yet acknowledged
+        #: and committed, at most (1; ``remus --epochs-in-flight``)
+        self.in_flight = 1
 
     def start(self):
         """Checkpoint until a callback stops it (legacy-api.md section 2)."""
@@ -225,7 +228,7 @@ class Saver(object):
                 postsuspend=self.suspendcb, preresume=self.resumecb,
                 commit=self.checkpointcb, interval=self.interval, flags=self.flags,
                 on_start=attach, capture=self.capture,
-                capture_limit=self.capture_limit,
+                capture_limit=self.capture_limit, in_flight=self.in_flight,
                 **({} if self.write_timeout is None
                    else {"write_timeout": self.write_timeout}))
         except (errors.CheckpointFailed, errors.DeviceModelError) as e:

@@ -296,6 +296,8 @@ class PrimaryEnd:
         self.refused: Optional[str] = None
         self.xl_said = b""
         self._pending = pending
+        #: a protocol error met by :meth:`has_ack`, raised by wait_ack
+        self._broken: Optional[ProtocolError] = None
         # heartbeats
         self._lock = threading.Lock()
         self._idle = False
@@ -365,12 +367,27 @@ class PrimaryEnd:
             return f"{self.description} refused the stream: {self.refused}"
         return self.gone or f"{self.description} is gone"
 
+    def has_ack(self, n: int) -> bool:
+        """Whether checkpoint ``n``'s ack is in, reading what has arrived
+        without waiting.  True also when the backup is gone or broke the
+        protocol: :meth:`wait_ack` then says so at once."""
+        try:
+            while self.acked < n and self._readable():
+                if not self._read(0):
+                    return True
+        except ProtocolError as e:
+            self._broken = e
+            return True
+        return self.acked >= n or self.refused is not None
+
     def wait_ack(self, n: int, silence: Optional[float]) -> float:
         """Block until checkpoint ``n`` is acknowledged; its CLOCK_MONOTONIC
         arrival time.  Raises :class:`BackupLost` when the backup closes the
         connection, sends an error, or sends nothing at all (no ack, no
         heartbeat) for ``silence`` seconds (None or 0: no limit)."""
         try:
+            if self._broken is not None:
+                raise self._broken
             # what came while we were not listening (the commit hooks, the
             # next epoch) first: silence is judged on what is there now
             while self.acked < n and self._readable():

@@ -56,15 +56,15 @@ from __future__ import annotations
 
 import errno as errnos
 import os
-import signal
-import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 from .. import errors
 from ..log import logger
 from ..stream import writer as sw
+from .signals import DefaultAction, DeferredSignals, block_signals, die_by, unblock_signals
 
 
 @dataclass
@@ -95,104 +95,19 @@ STATS_ENV = "XEN_REMUS_COMPAT_STATS_FILE"
 #: the default write deadline of :func:`protect`, seconds
 DEFAULT_WRITE_TIMEOUT = 5.0
 
-
-class _DefaultAction(BaseException):
-    """A deferred signal whose disposition is the default one (die): stop
-    checkpointing, resume the guest, then die by the signal."""
-
-    def __init__(self, signo: int) -> None:
-        super().__init__(signo)
-        self.signo = signo
+#: the most epochs :func:`protect` lets be in flight (sent, not yet
+#: acknowledged and committed); each costs the backup's receive buffers,
+#: not ours (the capture buffer holds one epoch at a time)
+MAX_IN_FLIGHT = 8
 
 
-class DeferredSignals:
-    """SIGINT and SIGTERM while the trampoline runs: recorded by a handler
-    of ours, acted on (the previous handler called, e.g. raising
-    ``KeyboardInterrupt``) only at :meth:`deliver`, the loop's safe points.
-
-    A raising handler used to run wherever the trampoline let Python in: in
-    the middle of a hook's netlink transaction or of the ``CHECKPOINT_END``
-    write.  Repeats of a signal already acted on are dropped (a service
-    manager signals the whole group, and the ``--sim`` wrapper forwards its
-    copy too).  Handlers are only swapped on the main thread; ``SIG_IGN``
-    and handlers not set from Python are left alone.
-    """
-
-    SIGNALS = ("SIGINT", "SIGTERM")
-
-    def __init__(self) -> None:
-        self.saved: dict = {}
-        self.pending: Optional[int] = None
-        self.delivered = False
-
-    def __enter__(self) -> "DeferredSignals":
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for name in self.SIGNALS:
-            signo = getattr(signal, name)
-            handler = signal.getsignal(signo)
-            if handler is None or handler == signal.SIG_IGN:
-                continue
-            self.saved[signo] = handler
-            signal.signal(signo, self._record)
-        return self
-
-    def _record(self, signo, frame) -> None:
-        if self.pending is None and not self.delivered:
-            self.pending = signo
-
-    def deliver(self) -> None:
-        """A safe point: act on a signal that arrived since the last one."""
-        signo, self.pending = self.pending, None
-        if signo is None:
-            return
-        handler = self.saved.get(signo, signal.SIG_DFL)
-        try:
-            if not callable(handler):
-                raise _DefaultAction(signo)
-            handler(signo, None)
-        except BaseException:
-            self.delivered = True           # stopping: repeats say nothing new
-            raise
-
-    def __exit__(self, *exc) -> None:
-        for signo, handler in self.saved.items():
-            signal.signal(signo, handler)
-        self.saved = {}
-
-    def after(self) -> None:
-        """The trampoline has returned and the guest runs: a signal that
-        came after the last safe point is acted on now.  (When checkpointing
-        failed, this is not called: the failure is what the caller reports,
-        and it stops anyway.)"""
-        signo, self.pending = self.pending, None
-        if signo is None:
-            return
-        self.delivered = True
-        handler = signal.getsignal(signo)
-        if callable(handler):
-            handler(signo, None)
-        elif handler != signal.SIG_IGN:
-            _die_by(signo)
-
-
-def _die_by(signo: int) -> None:
-    signal.signal(signo, signal.SIG_DFL)
-    os.kill(os.getpid(), signo)
-
-
-def _block_signals():
-    import signal
-    import threading
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
-def _unblock_signals(old) -> None:
-    import signal
-    if old is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+@dataclass
+class _Epoch:
+    """A checkpoint written and not yet settled (acknowledged, committed)."""
+    n: int
+    python: float       # seconds of our Python in its epoch
+    pause: float        # seconds, suspend to resume
+    written: float      # CLOCK_MONOTONIC right after its CHECKPOINT_END
 
 
 def libxl_config_for(record=None, *, domain=None) -> dict:
@@ -266,6 +181,7 @@ class Loop:
                  write_timeout: Optional[float] = None,
                  backchannel: Any = None,
                  capture: bool = False, capture_limit: Optional[int] = None,
+                 in_flight: int = 1,
                  clock: Callable[[], float] = time.perf_counter,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.domid = domid
@@ -286,6 +202,10 @@ class Loop:
         #: libxc writes each epoch into memory, sent once the guest runs
         self.capture = capture
         self.capture_limit = capture_limit
+        #: acknowledged mode: checkpoints sent and not yet committed, at
+        #: most (the callback waits for the oldest's ack when it is reached)
+        self.in_flight = int(in_flight)
+        self._unacked: Deque[_Epoch] = deque()
         self.signals = DeferredSignals()
         self.stats = Stats()
         path = os.environ.get(STATS_ENV)
@@ -295,7 +215,9 @@ class Loop:
     # the three trampolines' Python side ------------------------------------
     def _suspend(self):
         # a safe point: the guest is suspended, nothing of the epoch written
-        self.signals.deliver()
+        # (with checkpoints in flight the next one is: it settles them first)
+        if not self._unacked:
+            self.signals.deliver()
         now = self.clock()
         self.stats.suspended_at = now
         self.stats._epoch_python = 0.0
@@ -322,41 +244,83 @@ class Loop:
         # our own cost of the epoch (framing + bounce), before user hooks
         self.stats.add_python(self.clock() - t0)
         self.stats.python_time.append(self.stats._epoch_python)
+        epoch = _Epoch(self.stats.checkpoints, self.stats._epoch_python,
+                       self.stats.pauses[-1] if self.stats.pauses else 0.0, written)
         if self.back is None:
-            self._stats_line(written, None)
-            return self._commit()
+            self._stats_line(epoch, None)
+            res = self._commit()
+            self._safe_point()
+            return res
         # acknowledged: the guest runs while we wait; heartbeats may go
         # into the stream until we hand it back to libxc
+        self._unacked.append(epoch)
         self.back.idle()
         try:
-            try:
-                acked = self.back.wait_ack(self.stats.checkpoints, self.write_timeout)
-            except errors.CheckpointFailed as e:
-                self._stats_line(written, None)
-                raise errors.CheckpointFailed(
-                    f"{e}; guest running, protection stopped") from e
-            self.stats.ack_latency.append(acked - written)
-            self._stats_line(written, acked)
-            return self._commit()
+            # commit, in order, what the backup holds; wait only while the
+            # bound of epochs in flight is reached (with 1: this epoch)
+            while self._unacked:
+                oldest = self._unacked[0]
+                if len(self._unacked) < self.in_flight and not self.back.has_ack(oldest.n):
+                    break
+                res = self._settle(oldest)
+                if not (res is None or res):
+                    return res
+        finally:
+            self.back.busy()
+        self._safe_point()
+        return True
+
+    def _settle(self, epoch: "_Epoch"):
+        """Wait for ``epoch``'s ack, then run the commit hooks for it."""
+        try:
+            acked = self.back.wait_ack(epoch.n, self.write_timeout)
+        except errors.CheckpointFailed as e:
+            for lost in self._unacked:
+                self._stats_line(lost, None)
+            self._unacked.clear()
+            raise errors.CheckpointFailed(
+                f"{e}; guest running, protection stopped") from e
+        self._unacked.popleft()
+        self.stats.ack_latency.append(acked - epoch.written)
+        self._stats_line(epoch, acked)
+        return self._commit()
+
+    def _drain(self) -> None:
+        """Checkpointing stopped cleanly with epochs still in flight: wait
+        (bounded by the write deadline) for their acks and commit them;
+        one that does not come is left uncommitted, as after a failure."""
+        if self.back is None or not self._unacked:
+            return
+        self.back.idle()
+        try:
+            while self._unacked:
+                self._settle(self._unacked[0])
+        except errors.CheckpointFailed as e:
+            logger.warning("stopping: %s", e)
         finally:
             self.back.busy()
 
-    def _stats_line(self, written: float, acked: Optional[float]) -> None:
+    def _stats_line(self, epoch: "_Epoch", acked: Optional[float]) -> None:
         if self.stats_fd is None:
             return
         # columns 1-3 are read by demo.py; the 4th and 5th (CLOCK_MONOTONIC,
         # s) let tests order the checkpoint and its ack against network output
         os.write(self.stats_fd, b"%d %.3f %.3f %.6f %s\n" % (
-            self.stats.checkpoints, self.stats._epoch_python * 1e6,
-            self.stats.pauses[-1] * 1e6 if self.stats.pauses else 0.0, written,
+            epoch.n, epoch.python * 1e6, epoch.pause * 1e6, epoch.written,
             b"-" if acked is None else b"%.6f" % acked))
 
     def _commit(self):
         cb = self.hooks[2]
-        res = cb() if cb else None
-        # a safe point: the epoch is written (acknowledged) and committed
+        return cb() if cb else None
+
+    def _safe_point(self) -> None:
+        """After a checkpoint's commits: act on a signal, once every
+        checkpoint in flight is acknowledged and committed (a stop by
+        signal settles them as a clean stop does)."""
+        if self.signals.pending is None:
+            return
+        self._drain()
         self.signals.deliver()
-        return res
 
     def run(self) -> Stats:
         """Open and probe the domain, write the preamble, run the trampoline;
@@ -390,9 +354,14 @@ class Loop:
                 with self.signals:
                     cp.start(self.fd, self._suspend, self._postcopy, self._checkpoint,
                              self.interval, self.flags)
-            except _DefaultAction as e:
+                    self._drain()
+            except DefaultAction as e:
                 default_action = e.signo
             finally:
+                # stopped by a failure: what was in flight is never committed
+                for lost in self._unacked:
+                    self._stats_line(lost, None)
+                self._unacked.clear()
                 if self.back is not None:
                     self.back.stop()
                 if captured:
@@ -400,18 +369,18 @@ class Loop:
         finally:
             # nothing may interrupt the resume: hold SIGINT/SIGTERM until the
             # guest runs again (they are delivered right after)
-            masked = _block_signals()
+            masked = block_signals()
             try:
                 cp.close()
             except Exception as e:   # resume failures are reported, not raised
                 logger.error("closing the checkpointer: %s", e)
             finally:
-                _unblock_signals(masked)
+                unblock_signals(masked)
                 if self.stats_fd is not None:
                     os.close(self.stats_fd)
                     self.stats_fd = None
         if default_action is not None:
-            _die_by(default_action)         # the guest runs: now the default
+            die_by(default_action)         # the guest runs: now the default
         self.signals.after()
         return self.stats
 
@@ -460,7 +429,7 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
             on_start: Optional[Callable[[Loop], None]] = None,
             write_timeout: Optional[float] = DEFAULT_WRITE_TIMEOUT,
             acks: Optional[bool] = None, capture: Optional[bool] = None,
-            capture_limit: Optional[int] = None) -> Stats:
+            capture_limit: Optional[int] = None, in_flight: int = 1) -> Stats:
     """Protect ``domid`` until a hook stops it, a signal arrives or the stream fails.
 
     ``fd`` is an int, a file-like object or a transport; ``mode`` is
@@ -489,7 +458,19 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
     guest is paused unless ``acks`` is False (``--sync``) or the stream is a
     blackhole; True/False force it.  ``capture_limit`` (bytes, None: the
     trampoline's 1 GiB) bounds one epoch in memory; a larger epoch is
-    written through for its rest (said once), never dropped."""
+    written through for its rest (said once), never dropped.
+
+    ``in_flight`` (acknowledged mode, 1..:data:`MAX_IN_FLIGHT`): how many
+    checkpoints may be sent and not yet committed.  With 1 (the default)
+    each checkpoint callback waits for its own ack; with N the guest goes
+    on to the next epoch while up to N-1 earlier ones await theirs, and
+    their commit hooks run in order, as their acks come in, at the next
+    checkpoints (and at a clean stop).  A hook that holds an epoch's state
+    in the kernel's plug qdisc needs 1: ``sch_plug`` keeps the count of one
+    closed epoch only (:class:`~xen_remus_compat.devices.netbuf.nic.BufferedNIC`).
+    Without acknowledgements it has no effect."""
+    if not 1 <= int(in_flight) <= MAX_IN_FLIGHT:
+        raise ValueError(f"in_flight must be 1..{MAX_IN_FLIGHT}, not {in_flight!r}")
     if mode is None:
         mode = stream_mode(fd)
     raw = _fileno(fd)
@@ -507,7 +488,7 @@ def protect(domid: int, fd: Any, *, config: Optional[dict], mode: Optional[str] 
                 preresume=preresume, commit=commit, interval=interval, flags=flags,
                 write_timeout=write_timeout, backchannel=back,
                 capture=(acks is not False and mode != "blackhole") if capture is None
-                else bool(capture), capture_limit=capture_limit)
+                else bool(capture), capture_limit=capture_limit, in_flight=in_flight)
     if on_start is not None:
         on_start(loop)
     ckpt = checkpointer_module()

@@ -33,6 +33,14 @@ class BufferedNIC:
     also run by the cleanup registry at exit or on a fatal signal.
     """
 
+    #: epochs whose output it can hold apart at once: the kernel's plug
+    #: qdisc counts the packets of one closed epoch (a second
+    #: TCQ_PLUG_BUFFER before a TCQ_PLUG_RELEASE_ONE overwrites the count,
+    #: so a later release would let out packets of an unacknowledged epoch)
+    in_flight_limit = 1
+    in_flight_why = ("the kernel's plug qdisc (sch_plug) holds the output of "
+                     "one closed epoch only")
+
     def __init__(self, vif: str, *, netns: Optional[str] = None, rtnl: Optional[Rtnl] = None,
                  pool: Optional[IfbPool] = None, pool_dir: str = POOL_DIR,
                  limit: int = DEFAULT_LIMIT, buffer_class: type = PlugBuffer,

@@ -48,6 +48,8 @@ def build_baseline(tmp):
     subprocess.run(["gcc", "-O2", "-I", os.path.join(ROOT, "lowlevel", "checkpoint"),
                     os.path.join(ROOT, "bench", "checkpoint_baseline.c"),
                     os.path.join(ROOT, "lowlevel", "checkpoint", "libcheckpoint.c"),
+                    os.path.join(ROOT, "lowlevel", "checkpoint", "suspend.c"),
+                    os.path.join(ROOT, "lowlevel", "checkpoint", "threads.c"),
                     os.path.join(ROOT, "lowlevel", "checkpoint", "capture.c"),
                     "-o", exe, "-lxenctrl", "-lxenguest", "-lxenstore", "-lxenevtchn",
                     "-lxentoollog", "-lpthread"], check=True)

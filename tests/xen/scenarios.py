@@ -39,7 +39,7 @@ VENV_BIN = xenvm.ROOT / ".venv" / "bin"
 LEGACY_SCRIPT = xenvm.ROOT / "tests" / "e2e" / "legacy_scripts" / "protect.py"
 RELOCATION_PORT = 8002
 #: the refusal our remus must give for a PV guest on a hypervisor without
-#: shadow paging (lowlevel/checkpoint/libcheckpoint.c, cp_probe)
+#: shadow paging (lowlevel/checkpoint/suspend.c, cp_probe)
 REFUSAL_WORDS = ("CONFIG_SHADOW_PAGING", "PVH")
 
 

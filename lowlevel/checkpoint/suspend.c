@@ -118,6 +118,33 @@ static int64_t slice_end(int64_t deadline)
     return slice < deadline ? slice : deadline;
 }
 
+/* Whether a requested suspension is over: 0 suspended, -1 it failed (the
+ * guest shut down or went away instead, with the error set), 1 the guest
+ * still runs. */
+static int suspend_outcome(struct cp_state *cp)
+{
+    unsigned int reason = 0;
+
+    switch (guest_state(cp, &reason)) {
+    case G_SUSPENDED:
+        return 0;
+    case G_SHUTDOWN:
+        set_error(cp, 0, "domain %u shut down (reason %u) instead of "
+                  "suspending", cp->domid, reason);
+        return -1;
+    case G_GONE:
+        set_error(cp, ESRCH, "domain %u disappeared while suspending",
+                  cp->domid);
+        return -1;
+    case G_ERROR:
+        set_error(cp, errno, "error getting info for domain %u", cp->domid);
+        return -1;
+    case G_RUNNING:
+        break;
+    }
+    return 1;
+}
+
 static int suspend_evtchn(struct cp_state *cp)
 {
     int64_t deadline = now_ms() + cp->suspend_timeout_ms;
@@ -180,7 +207,7 @@ static int withdraw_request(struct cp_state *cp, const char *path)
 static int suspend_xenstore(struct cp_state *cp)
 {
     int64_t deadline = now_ms() + cp->suspend_timeout_ms;
-    unsigned int reason = 0;
+    int done;
     char path[64];
 
     snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
@@ -193,24 +220,8 @@ static int suspend_xenstore(struct cp_state *cp)
     for (;;) {
         int rc;
 
-        switch (guest_state(cp, &reason)) {
-        case G_SUSPENDED:
-            return 0;
-        case G_SHUTDOWN:
-            set_error(cp, 0, "domain %u shut down (reason %u) instead of "
-                      "suspending", cp->domid, reason);
-            return -1;
-        case G_GONE:
-            set_error(cp, ESRCH, "domain %u disappeared while suspending",
-                      cp->domid);
-            return -1;
-        case G_ERROR:
-            set_error(cp, errno, "error getting info for domain %u",
-                      cp->domid);
-            return -1;
-        case G_RUNNING:
-            break;
-        }
+        if ((done = suspend_outcome(cp)) != 1)
+            return done;
         /* @releaseDomain fires on every domain state change, but not for a
          * domain destroyed while we still map its memory (it stays dying):
          * look again every slice. */
@@ -275,8 +286,7 @@ enum cp_hvm_suspend hvm_suspend_path(struct cp_state *cp)
 static int suspend_hypercall(struct cp_state *cp)
 {
     int64_t deadline = now_ms() + cp->suspend_timeout_ms;
-    unsigned int reason = 0;
-    int rc;
+    int rc, done;
 
     drain_watches(cp);
     if (xc_domain_shutdown(cp->xch, cp->domid, SHUTDOWN_suspend) < 0) {
@@ -285,24 +295,8 @@ static int suspend_hypercall(struct cp_state *cp)
         return -1;
     }
     for (;;) {
-        switch (guest_state(cp, &reason)) {
-        case G_SUSPENDED:
-            return 0;
-        case G_SHUTDOWN:
-            set_error(cp, 0, "domain %u shut down (reason %u) instead of "
-                      "suspending", cp->domid, reason);
-            return -1;
-        case G_GONE:
-            set_error(cp, ESRCH, "domain %u disappeared while suspending",
-                      cp->domid);
-            return -1;
-        case G_ERROR:
-            set_error(cp, errno, "error getting info for domain %u",
-                      cp->domid);
-            return -1;
-        case G_RUNNING:
-            break;
-        }
+        if ((done = suspend_outcome(cp)) != 1)
+            return done;
         rc = wait_readable(cp, xs_fileno(cp->xsh), deadline, 1);
         if (rc) {
             set_error(cp, -rc, "domain %u did not suspend within %u ms "

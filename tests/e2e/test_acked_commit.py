@@ -228,7 +228,10 @@ class AckCutter:
 CUT = 6
 
 
-def test_a_backup_killed_before_its_ack_never_sees_that_epoch_released(tmp_path):
+def run_cutting_ack(tmp_path: Path, *extra):
+    """``remus`` to ``remus-receiver --sim --once`` through an
+    :class:`AckCutter` that kills the backup at the ack of checkpoint CUT;
+    both ended: ``(receiver, primary, out, err, state, events, stats, cutter)``."""
     need_sim()
     ready = tmp_path / "port"
     rcv = subprocess.Popen(
@@ -241,7 +244,7 @@ def test_a_backup_killed_before_its_ack_never_sees_that_epoch_released(tmp_path)
         def kill_backup():
             os.killpg(rcv.pid, signal.SIGKILL)
         cutter = AckCutter(int(ready.read_text()), CUT, kill_backup)
-        p, state, events, stats = start_primary(tmp_path, cutter.port)
+        p, state, events, stats = start_primary(tmp_path, cutter.port, *extra)
         try:
             out, err = p.communicate(timeout=90)
         finally:
@@ -252,6 +255,11 @@ def test_a_backup_killed_before_its_ack_never_sees_that_epoch_released(tmp_path)
         if rcv.poll() is None:
             os.killpg(rcv.pid, signal.SIGKILL)
         rcv.communicate(timeout=30)
+    return rcv, p, out, err, state, events, stats, cutter
+
+
+def test_a_backup_killed_before_its_ack_never_sees_that_epoch_released(tmp_path):
+    rcv, p, out, err, state, events, stats, cutter = run_cutting_ack(tmp_path)
     assert rcv.returncode == -signal.SIGKILL
     assert p.returncode == 1, (out, err)
     lines = out.splitlines()
@@ -325,28 +333,8 @@ def test_two_epochs_in_flight_commit_in_order_after_their_acks(tmp_path):
 
 
 def test_two_epochs_in_flight_a_cut_ack_releases_nothing_from_there(tmp_path):
-    need_sim()
-    ready = tmp_path / "port"
-    rcv = subprocess.Popen(
-        [PY, "-m", "xen_remus_compat.cli.receiver", "--sim", "--once", "--json",
-         "--listen", "127.0.0.1", "--port", "0", "--ready-file", str(ready)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert wait_for(lambda: ready.exists() and ready.read_text().strip(), 30)
-        cutter = AckCutter(int(ready.read_text()), CUT,
-                           lambda: os.killpg(rcv.pid, signal.SIGKILL))
-        p, state, events, stats = start_primary(tmp_path, cutter.port,
-                                                "--epochs-in-flight", "2")
-        try:
-            out, err = p.communicate(timeout=90)
-        finally:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.communicate()
-    finally:
-        if rcv.poll() is None:
-            os.killpg(rcv.pid, signal.SIGKILL)
-        rcv.communicate(timeout=30)
+    rcv, p, out, err, state, events, stats, cutter = run_cutting_ack(
+        tmp_path, "--epochs-in-flight", "2")
     assert p.returncode == 1, (out, err)
     lines = out.splitlines()
     # the ack's wait or the next write sees the backup gone, as may be
